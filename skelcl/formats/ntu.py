@@ -1,0 +1,1 @@
+"""Reader: ntu (being written)."""

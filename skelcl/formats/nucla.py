@@ -1,0 +1,1 @@
+"""Reader: nucla (being written)."""

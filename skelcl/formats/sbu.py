@@ -1,0 +1,1 @@
+"""Reader: sbu (being written)."""

@@ -1,0 +1,1 @@
+"""Reader: synthetic (being written)."""

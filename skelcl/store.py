@@ -1,0 +1,263 @@
+"""The canonical in-memory dataset and the preprocessing that makes it.
+
+Every reader returns variable-length sequences (T_i, M_i, V, C); :func:`to_canonical` turns them
+into one fixed-shape array (N, T, M, V, C) as the paper does (IV-B3): a fixed length T, the first M
+persons (zero-padded when fewer), coordinates centred on the layout's middle-spine joint. Lengths
+travel with the data so that padding can be masked later. Protocols are named index splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import ConfigError
+from .layouts import JointLayout
+
+LENGTH_MODES = ("crop", "resample", "resample_all")
+CENTRE_MODES = ("joint", "first_frame", "none")
+
+
+@dataclass
+class Preprocess:
+    """How raw sequences become fixed-shape arrays.
+
+    Attributes:
+        frames: fixed length T.
+        persons: number of persons M kept (the first ones; zero-padded when fewer).
+        length_mode: ``crop`` keeps the first T frames of a longer sequence (the released code);
+            ``resample`` resamples only longer sequences uniformly to T; ``resample_all`` resamples
+            every sequence to exactly T frames (no padding at all). Shorter sequences are
+            zero-padded at the end in the first two modes.
+        centre: ``joint`` subtracts the centre joint per frame and per person (the paper);
+            ``first_frame`` subtracts person 1's centre joint of the first frame from everything,
+            keeping global motion; ``none`` leaves coordinates as read.
+        view_align: rotate each sequence about the vertical (y) axis so that person 1's
+            left-right axis (shoulders + hips, averaged over valid frames) points along +x.
+        scale: divide by person 1's mean bone length, making body size irrelevant.
+        dtype: storage dtype (``float32`` or ``float16``; batches are always float32).
+    """
+
+    frames: int = 64
+    persons: int = 2
+    length_mode: str = "crop"
+    centre: str = "joint"
+    view_align: bool = False
+    scale: bool = False
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.length_mode not in LENGTH_MODES:
+            raise ConfigError(f"length_mode must be one of {LENGTH_MODES}, got {self.length_mode!r}")
+        if self.centre not in CENTRE_MODES:
+            raise ConfigError(f"centre must be one of {CENTRE_MODES}, got {self.centre!r}")
+        if self.frames < 1 or self.persons < 1:
+            raise ConfigError("frames and persons must be >= 1")
+        if self.dtype not in ("float32", "float16"):
+            raise ConfigError(f"dtype must be float32 or float16, got {self.dtype!r}")
+
+
+@dataclass
+class SkeletonDataset:
+    """A dataset in canonical form.
+
+    Attributes:
+        x: (N, T, M, V, C) coordinates, float32 (or float16 to save memory); padding is zero.
+        lengths: (N,) int64 valid frame counts (1..T).
+        labels: (N,) int64 class ids starting at 0 (-1 where unknown).
+        layout: the joint layout.
+        meta: per-sample arrays of length N: ``name`` and, where known, ``subject``, ``view``,
+            ``setup``, ``set``.
+        class_names: one name per class.
+        protocols: protocol name -> (train indices, test indices).
+        name: dataset name.
+        skipped: files skipped by ``skip_bad`` loading, each "path: reason".
+    """
+
+    x: np.ndarray
+    lengths: np.ndarray
+    labels: np.ndarray
+    layout: JointLayout
+    meta: dict[str, np.ndarray] = field(default_factory=dict)
+    class_names: list[str] = field(default_factory=list)
+    protocols: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    name: str = "dataset"
+    skipped: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.x.ndim != 5:
+            raise ValueError(f"x must be (N, T, M, V, C), got shape {self.x.shape}")
+        n = self.x.shape[0]
+        if self.lengths.shape != (n,) or self.labels.shape != (n,):
+            raise ValueError("lengths and labels must have shape (N,)")
+        if self.x.shape[3] != self.layout.num_joints:
+            raise ValueError(f"x has {self.x.shape[3]} joints but layout {self.layout.name!r} "
+                             f"has {self.layout.num_joints}")
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names) if self.class_names else int(self.labels.max()) + 1
+
+    def split(self, protocol: str) -> tuple[np.ndarray, np.ndarray]:
+        """(train indices, test indices) of a named protocol."""
+        try:
+            return self.protocols[protocol]
+        except KeyError:
+            known = ", ".join(self.protocols) or "none"
+            raise ConfigError(f"dataset {self.name!r} has no protocol {protocol!r}; known: {known}") from None
+
+    def subset(self, idx: np.ndarray) -> "SkeletonDataset":
+        """A new dataset with the given samples (protocols are dropped: indices would not match)."""
+        idx = np.asarray(idx)
+        return replace(self, x=self.x[idx], lengths=self.lengths[idx], labels=self.labels[idx],
+                       meta={k: v[idx] for k, v in self.meta.items()}, protocols={})
+
+    def summary(self) -> dict:
+        """Counts a person checks first: sequences, classes, frame statistics, persons, splits."""
+        present = np.abs(self.x).reshape(len(self), self.x.shape[1], self.x.shape[2], -1).max(axis=(1, 3)) > 0
+        return {
+            "name": self.name,
+            "sequences": len(self),
+            "classes": self.num_classes,
+            "shape": list(self.x.shape),
+            "layout": self.layout.name,
+            "frames_min": int(self.lengths.min()) if len(self) else 0,
+            "frames_mean": float(self.lengths.mean()) if len(self) else 0.0,
+            "frames_max": int(self.lengths.max()) if len(self) else 0,
+            "persons_hist": {int(k): int(v) for k, v in zip(*np.unique(present.sum(1), return_counts=True))},
+            "protocols": {k: [len(tr), len(te)] for k, (tr, te) in self.protocols.items()},
+        }
+
+
+def _resample(seq: np.ndarray, frames: int) -> np.ndarray:
+    """Linear interpolation of (T_i, ...) to (frames, ...)."""
+    t = seq.shape[0]
+    if t == frames:
+        return seq
+    pos = np.linspace(0.0, t - 1, frames)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, t - 1)
+    w = (pos - lo).reshape(-1, *([1] * (seq.ndim - 1)))
+    return (1 - w) * seq[lo] + w * seq[hi]
+
+
+def _yaw_align(seq: np.ndarray, present: np.ndarray, layout: JointLayout) -> np.ndarray:
+    """Rotate (T, M, V, 3) about y so person 1's left->right vector points along +x."""
+    if not layout.left_right:
+        return seq
+    p0 = seq[:, 0]  # (T, V, 3)
+    vec = np.zeros(3)
+    for left, right in layout.left_right:
+        vec += (p0[:, right] - p0[:, left]).mean(0)
+    angle = np.arctan2(vec[2], vec[0])  # angle of the vector in the x-z plane
+    c, s = np.cos(angle), np.sin(angle)
+    # rotation about y by +angle maps (cos a, sin a) in x-z onto +x
+    rot = np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+    out = seq @ rot.T
+    return out * present[None, :, None, None]
+
+
+def to_canonical(
+    seqs: Sequence[np.ndarray],
+    layout: JointLayout,
+    pre: Preprocess,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Turn variable-length sequences into fixed-shape arrays.
+
+    Args:
+        seqs: each (T_i, M_i, V, C) float array, T_i >= 1, M_i >= 1 (absent persons all zero).
+        layout: joint layout (for the centre and left/right joints).
+        pre: preprocessing settings.
+
+    Returns:
+        x (N, T, M, V, C) in ``pre.dtype`` with zero padding, and lengths (N,) int64.
+    """
+    n = len(seqs)
+    v = layout.num_joints
+    c = seqs[0].shape[-1] if n else 3
+    x = np.zeros((n, pre.frames, pre.persons, v, c), dtype=np.float32)
+    lengths = np.zeros(n, dtype=np.int64)
+    for i, raw in enumerate(seqs):
+        seq = np.asarray(raw, dtype=np.float64)[:, : pre.persons]
+        t = seq.shape[0]
+        if t > pre.frames:
+            seq = seq[: pre.frames] if pre.length_mode == "crop" else _resample(seq, pre.frames)
+        elif pre.length_mode == "resample_all":
+            seq = _resample(seq, pre.frames)
+        # a person is present in a frame when any coordinate is non-zero
+        frame_present = np.abs(seq).reshape(seq.shape[0], seq.shape[1], -1).max(-1) > 0  # (t, m)
+        present = frame_present.any(0)  # (m,)
+        if pre.centre == "joint":
+            seq = seq - seq[:, :, layout.centre : layout.centre + 1]
+        elif pre.centre == "first_frame":
+            first = int(np.argmax(frame_present[:, 0])) if frame_present[:, 0].any() else 0
+            seq = seq - seq[first, 0, layout.centre]
+        seq = seq * frame_present[:, :, None, None]
+        if pre.view_align and c == 3:
+            seq = _yaw_align(seq, present, layout) * frame_present[:, :, None, None]
+        if pre.scale and layout.bones and frame_present[:, 0].any():
+            p0 = seq[frame_present[:, 0], 0]
+            bl = np.linalg.norm(p0[:, [a for a, _ in layout.bones]] - p0[:, [b for _, b in layout.bones]], axis=-1)
+            size = float(bl.mean())
+            if size > 1e-8:
+                seq = seq / size
+        x[i, : seq.shape[0], : seq.shape[1]] = seq
+        lengths[i] = seq.shape[0]
+    return x.astype(pre.dtype), lengths
+
+
+def check_finite(x: np.ndarray, names: Sequence[str] | None = None, source: str = "data") -> None:
+    """Raise a clear error naming the first samples with NaN or inf coordinates."""
+    bad = ~np.isfinite(x.reshape(x.shape[0], -1)).all(1)
+    if bad.any():
+        idx = np.flatnonzero(bad)[:5]
+        which = [str(names[i]) if names is not None else f"#{i}" for i in idx]
+        from .errors import DataFormatError
+
+        raise DataFormatError(source, f"{int(bad.sum())} sample(s) contain NaN or inf coordinates "
+                                      f"(first: {', '.join(which)})")
+
+
+def cache_key(*parts: object) -> str:
+    """A short stable hash of anything JSON-serialisable (reader options, file list, version)."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha1(blob).hexdigest()[:16]
+
+
+def save_cache(path: str | Path, ds: SkeletonDataset) -> None:
+    """Write a dataset as one compressed ``.npz`` (atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {"x": ds.x, "lengths": ds.lengths, "labels": ds.labels}
+    for k, v in ds.meta.items():
+        arrays[f"meta_{k}"] = v
+    for k, (tr, te) in ds.protocols.items():
+        arrays[f"train_{k}"] = tr
+        arrays[f"test_{k}"] = te
+    header = {"layout": ds.layout.to_dict(), "class_names": ds.class_names, "name": ds.name,
+              "protocols": list(ds.protocols)}
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
+def load_cache(path: str | Path) -> SkeletonDataset:
+    """Read a dataset written by :func:`save_cache`."""
+    with np.load(path, allow_pickle=False) as z:
+        header = json.loads(bytes(z["header"]).decode())
+        meta = {k[5:]: z[k] for k in z.files if k.startswith("meta_")}
+        protocols = {p: (z[f"train_{p}"], z[f"test_{p}"]) for p in header["protocols"]}
+        return SkeletonDataset(
+            x=z["x"], lengths=z["lengths"], labels=z["labels"],
+            layout=JointLayout.from_dict(header["layout"]), meta=meta,
+            class_names=list(header["class_names"]), protocols=protocols, name=header["name"],
+        )
