@@ -1,0 +1,268 @@
+"""Typed configuration: one dataclass tree, YAML files in ``configs/``, dotted overrides.
+
+    cfg = load_config("configs/sbu.yaml", overrides=["optim.lr=0.1", "train.epochs=10"])
+
+Every checkpoint carries ``asdict(cfg)``, so a run can always be rebuilt from its own files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+@dataclass
+class DataConfig:
+    """Which data to read and how to preprocess it (see :class:`skelcl.store.Preprocess`)."""
+
+    dataset: str = "synthetic"
+    root: str | None = None
+    protocol: str = "xsub"
+    preprocess: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    skip_bad: bool = False
+
+
+@dataclass
+class ModelConfig:
+    """The encoder (paper: LSTM, 2x256 on NTU, 1x256 on small sets)."""
+
+    cell: str = "lstm"
+    layers: int = 1
+    hidden: int = 256
+    bidirectional: bool = False
+    tap: str = "masked"
+    input_norm: str = "none"
+    dropout: float = 0.0
+
+
+@dataclass
+class ContrastConfig:
+    """The contrastive learner (paper III-B).
+
+    paradigm: ``queue`` (AS-CAL / MoCo), ``end_to_end`` (in-batch negatives) or ``memory_bank``.
+    normalize: L2-normalise q and k (MoCo) instead of the paper's raw dot products.
+    head: ``none`` | ``linear`` | ``mlp`` projection head with ``head_dim`` outputs.
+    fill_queue: spend one epoch filling the queue with keys before training (released code).
+    """
+
+    paradigm: str = "queue"
+    queue_size: int = 200
+    momentum: float = 0.999
+    temperature: float = 0.06
+    normalize: bool = False
+    head: str = "none"
+    head_dim: int = 128
+    bank_momentum: float = 0.5
+    fill_queue: bool = False
+
+
+@dataclass
+class OptimConfig:
+    """SGD with a step schedule (paper IV-B1)."""
+
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    epochs: int = 60
+    milestones: list[int] = field(default_factory=lambda: [30])
+    gamma: float = 0.1
+    batch_size: int = 32
+
+
+@dataclass
+class TrainConfig:
+    """Run-level settings."""
+
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "none"
+    threads: int = 0
+    tensorboard: bool = True
+
+
+@dataclass
+class ProbeConfig:
+    """Linear evaluation (paper IV-B2) and the other protocols.
+
+    representation: ``cae`` (query TAP), ``cae+`` (query TAP ++ key TAP), ``k`` (key TAP),
+        ``last_q`` / ``last_k`` (last hidden states).
+    standardize: standardise features (train-split statistics) before the linear classifier.
+    """
+
+    representation: str = "cae"
+    lr: float = 1.0
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 0.0
+    epochs: int = 90
+    milestones: list[int] = field(default_factory=lambda: [15, 35, 60, 75])
+    gamma: float = 0.5
+    batch_size: int = 32
+    standardize: bool = False
+    knn_k: int = 20
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    """Everything a run needs."""
+
+    name: str = "run"
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: list[Any] = field(default_factory=lambda: ["reverse", "shear"])
+    model: ModelConfig = field(default_factory=ModelConfig)
+    contrast: ContrastConfig = field(default_factory=ContrastConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check/convert a YAML value against a dataclass field type."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return _build(tp, value, where)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{where}[{i}]") if args and args[0] is not Any else v
+                for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], where: str = "config") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(names)}")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge (``extra`` wins); lists are replaced, not merged."""
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("preprocess", "options"):
+            out[k] = merge(out[k], v)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = {**out[k], **v}
+        else:
+            out[k] = v
+    return out
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``"optim.lr=0.1"`` -> ``{"optim": {"lr": 0.1}}`` (the value is parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from None
+    out: dict[str, Any] = {}
+    node = out
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return out
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A config file path, or the name of a bundled config (``sbu`` -> configs/sbu.yaml)."""
+    p = Path(path)
+    if p.exists():
+        return p
+    for cand in (CONFIG_DIR / f"{path}.yaml", CONFIG_DIR / str(path)):
+        if cand.exists():
+            return cand
+    known = sorted(q.stem for q in CONFIG_DIR.glob("*.yaml"))
+    raise ConfigError(f"config {str(path)!r} not found (bundled configs: {', '.join(known)})")
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    base = data.pop("base", None)
+    if base:
+        bpath = resolve_config_path(base if Path(base).is_absolute() or not (path.parent / base).exists()
+                                    else path.parent / base)
+        if bpath in seen:
+            raise ConfigError(f"{path}: circular 'base' chain")
+        data = merge(_read_yaml(bpath, seen + (bpath,)), data)
+    return data
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    return _build(Config, data)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                extra: dict[str, Any] | None = None) -> Config:
+    """Load a YAML config (with an optional ``base:`` to inherit from), then apply overrides."""
+    data: dict[str, Any] = _read_yaml(resolve_config_path(path)) if path else {}
+    if extra:
+        data = merge(data, extra)
+    for o in overrides or []:
+        data = merge(data, parse_override(o))
+    return config_from_dict(data)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def replace_in(cfg: Config, **sections: dict[str, Any]) -> Config:
+    """A copy of ``cfg`` with some section fields replaced: ``replace_in(cfg, optim={"lr": 0.1})``."""
+    return config_from_dict(merge(cfg.to_dict(), sections))
+
+
+__all__ = [n for n in dir() if not n.startswith("_") and n not in ("dataclasses", "typing", "yaml")]

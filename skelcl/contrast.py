@@ -1,0 +1,181 @@
+"""The contrastive learner: query/momentum encoders, the key queue, InfoNCE (paper III-B).
+
+Three paradigms (paper Table I): ``queue`` (AS-CAL: momentum key encoder + queue of past keys),
+``end_to_end`` (both views through the query encoder, negatives from the same mini-batch) and
+``memory_bank`` (one stored, momentum-updated representation per training sample; negatives drawn
+from the bank). Structure after MoCo's builder: the queue and its pointer are buffers, so they are
+saved in the state dict and move with ``.to(device)``.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ContrastConfig, ModelConfig
+from .encoder import SequenceEncoder, build_encoder
+
+PARADIGMS = ("queue", "end_to_end", "memory_bank")
+HEADS = ("none", "linear", "mlp")
+
+
+def info_nce(q: torch.Tensor, k_pos: torch.Tensor, negatives: torch.Tensor | None, tau: float,
+             in_batch: bool = False) -> torch.Tensor:
+    """InfoNCE (paper Eq. 12), mean over the batch.
+
+    Args:
+        q: (N, D) queries.
+        k_pos: (N, D) positive keys.
+        negatives: (K, D) negative keys shared by all queries (queue or bank sample), or None.
+        tau: temperature.
+        in_batch: use the other samples' keys of the batch as negatives (end-to-end paradigm):
+            logits are q @ k_pos.T and the positive of query i is column i.
+    """
+    if in_batch:
+        logits = q @ k_pos.t() / tau
+        target = torch.arange(q.shape[0], device=q.device)
+        return F.cross_entropy(logits, target)
+    pos = (q * k_pos).sum(1, keepdim=True)
+    neg = q @ negatives.t() if negatives is not None else q.new_zeros(q.shape[0], 0)
+    logits = torch.cat([pos, neg], 1) / tau
+    return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
+
+
+def build_head(kind: str, dim_in: int, dim_out: int) -> nn.Module:
+    """Projection head (paper V-A1): none, linear, or 2-layer MLP (Linear-ReLU-Linear)."""
+    if kind == "none":
+        return nn.Identity()
+    if kind == "linear":
+        return nn.Linear(dim_in, dim_out)
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(dim_in, dim_in), nn.ReLU(inplace=True), nn.Linear(dim_in, dim_out))
+    raise ValueError(f"unknown head {kind!r}; known: {', '.join(HEADS)}")
+
+
+def _gather_all(t: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``t`` from every rank (no gradient) when running distributed, else ``t``."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return t
+    world = torch.distributed.get_world_size()
+    if world == 1:
+        return t
+    out = [torch.empty_like(t) for _ in range(world)]
+    torch.distributed.all_gather(out, t.contiguous())
+    return torch.cat(out, 0)
+
+
+class KeyQueue(nn.Module):
+    """Ring buffer of the last K keys (K, D): enqueue the newest batch, overwrite the oldest."""
+
+    def __init__(self, size: int, dim: int, normalize: bool, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        if size < 1:
+            raise ValueError("queue size must be >= 1")
+        if normalize:
+            init = F.normalize(torch.randn(size, dim, generator=generator), dim=1)
+        else:
+            bound = 1.0 / (dim / 3) ** 0.5  # as the released code: uniform in +-1/sqrt(D/3)
+            init = (torch.rand(size, dim, generator=generator) * 2 - 1) * bound
+        self.register_buffer("keys", init)
+        self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def enqueue(self, k: torch.Tensor) -> None:
+        """Write (B, D) keys at the pointer, wrapping around; B may exceed K (the last K win)."""
+        size = self.keys.shape[0]
+        k = k.detach().to(self.keys.dtype)[-size:]
+        idx = (self.ptr + torch.arange(k.shape[0], device=k.device)) % size
+        self.keys[idx] = k
+        self.ptr.copy_((self.ptr + k.shape[0]) % size)
+
+    def ordered(self) -> torch.Tensor:
+        """(K, D) keys from oldest to newest (for tests and inspection)."""
+        return torch.roll(self.keys, -int(self.ptr), 0)
+
+
+class ContrastiveLearner(nn.Module):
+    """AS-CAL and its two comparison paradigms.
+
+    Inputs per step: two augmented views xq, xk (N, T, M, V, C), their lengths (N,), and the
+    samples' dataset indices (N,) (used by the memory bank). Output: the loss (scalar tensor).
+    """
+
+    def __init__(self, input_dim: int, model: ModelConfig, cfg: ContrastConfig, num_samples: int = 0,
+                 seed: int = 0) -> None:
+        super().__init__()
+        if cfg.paradigm not in PARADIGMS:
+            raise ValueError(f"unknown paradigm {cfg.paradigm!r}; known: {', '.join(PARADIGMS)}")
+        self.cfg = cfg
+        self.encoder_q: SequenceEncoder = build_encoder(input_dim, model)
+        feat = self.encoder_q.output_dim
+        self.head_q = build_head(cfg.head, feat, cfg.head_dim)
+        self.dim = feat if cfg.head == "none" else cfg.head_dim
+        gen = torch.Generator().manual_seed(seed + 12345)
+        self.encoder_k: SequenceEncoder | None = None
+        self.head_k: nn.Module | None = None
+        self.queue: KeyQueue | None = None
+        if cfg.paradigm == "queue":
+            self.encoder_k = copy.deepcopy(self.encoder_q)
+            self.head_k = copy.deepcopy(self.head_q)
+            for p in list(self.encoder_k.parameters()) + list(self.head_k.parameters()):
+                p.requires_grad_(False)
+            self.queue = KeyQueue(cfg.queue_size, self.dim, cfg.normalize, gen)
+        elif cfg.paradigm == "memory_bank":
+            if num_samples < 1:
+                raise ValueError("memory_bank needs num_samples (the training-set size)")
+            bank = KeyQueue(num_samples, self.dim, cfg.normalize, gen).keys
+            self.register_buffer("bank", bank)
+
+    # --- momentum encoder -------------------------------------------------------------
+    def key_params(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        assert self.encoder_k is not None and self.head_k is not None
+        qs = list(self.encoder_q.parameters()) + list(self.head_q.parameters())
+        ks = list(self.encoder_k.parameters()) + list(self.head_k.parameters())
+        return ks, qs
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        """theta_k <- m theta_k + (1 - m) theta_q (paper Eq. 9); buffers (BatchNorm stats) are copied."""
+        if self.encoder_k is None:
+            return
+        ks, qs = self.key_params()
+        torch._foreach_lerp_(ks, qs, 1.0 - self.cfg.momentum)
+        for bk, bq in zip(self.encoder_k.buffers(), self.encoder_q.buffers()):
+            bk.copy_(bq)
+
+    # --- forward ------------------------------------------------------------------------
+    def _embed(self, enc: nn.Module, head: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        z = head(enc(x, lengths).pooled)
+        return F.normalize(z, dim=1) if self.cfg.normalize else z
+
+    def forward(self, xq: torch.Tensor, xk: torch.Tensor, lengths: torch.Tensor,
+                index: torch.Tensor | None = None) -> torch.Tensor:
+        cfg = self.cfg
+        q = self._embed(self.encoder_q, self.head_q, xq, lengths)  # (N, D)
+        if cfg.paradigm == "queue":
+            assert self.encoder_k is not None and self.head_k is not None and self.queue is not None
+            with torch.no_grad():
+                self.momentum_update()
+                k = self._embed(self.encoder_k, self.head_k, xk, lengths)
+            loss = info_nce(q, k, self.queue.keys.clone().detach(), cfg.temperature)
+            self.queue.enqueue(_gather_all(k))
+            return loss
+        if cfg.paradigm == "end_to_end":
+            k = self._embed(self.encoder_q, self.head_q, xk, lengths)
+            return info_nce(q, k, None, cfg.temperature, in_batch=True)
+        # memory bank: positive = the sample's stored representation, negatives = a random draw
+        if index is None:
+            raise ValueError("memory_bank needs the samples' dataset indices")
+        index = index.to(q.device)
+        bank: torch.Tensor = self.bank
+        pos = bank[index].detach()
+        k_neg = min(cfg.queue_size, bank.shape[0])
+        neg_idx = torch.randint(0, bank.shape[0], (k_neg,), device=q.device)
+        loss = info_nce(q, pos, bank[neg_idx].detach(), cfg.temperature)
+        with torch.no_grad():
+            new = bank[index] * cfg.bank_momentum + q.detach() * (1 - cfg.bank_momentum)
+            bank[index] = F.normalize(new, dim=1) if cfg.normalize else new
+        return loss

@@ -1,0 +1,104 @@
+"""Recurrent sequence encoders with temporal average pooling (TAP).
+
+AS-CAL encodes a skeleton sequence frame by frame with an LSTM (paper Eqs. 7-8) and averages the
+hidden states over time (TAP, Eqs. 10-11). GRU and plain RNN cells are here for the supervised
+baselines of Tables III and V.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+
+@dataclass
+class EncoderOutput:
+    """What an encoder returns for a batch of N sequences of T frames.
+
+    Attributes:
+        states: (N, T, E) hidden states of the last layer (zero past each length when masked).
+        pooled: (N, E) temporal average of ``states`` (TAP): the CAE representation.
+        last: (N, E) hidden state at each sequence's last valid frame (h_T of the paper).
+    """
+
+    states: torch.Tensor
+    pooled: torch.Tensor
+    last: torch.Tensor
+
+
+def valid_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
+    """(N, T) bool mask, True on the valid frames t < lengths[n]."""
+    return torch.arange(frames, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class SequenceEncoder(nn.Module):
+    """Multi-layer RNN over flattened frames, with TAP.
+
+    Input x: (N, T, M, V, C) (or already flattened (N, T, D)), lengths (N,).
+    Each frame's M*V*C coordinates form one input vector of size D.
+
+    Args:
+        input_dim: D = M * V * C.
+        hidden: units per layer per direction.
+        layers: stacked layers.
+        cell: ``lstm`` | ``gru`` | ``rnn``.
+        bidirectional: run both directions (output size doubles); padding is excluded by packing.
+        tap: ``masked`` averages over the valid frames only; ``all`` averages over all T frames as the
+            released code does (padding included).
+        input_norm: ``none`` or ``batchnorm`` (BatchNorm over the D inputs, as CMD does).
+        dropout: dropout between stacked layers.
+    """
+
+    def __init__(self, input_dim: int, hidden: int = 256, layers: int = 1, cell: str = "lstm",
+                 bidirectional: bool = False, tap: str = "masked", input_norm: str = "none",
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"unknown cell {cell!r}; known: {', '.join(CELLS)}")
+        if tap not in ("masked", "all"):
+            raise ValueError(f"tap must be 'masked' or 'all', got {tap!r}")
+        if input_norm not in ("none", "batchnorm"):
+            raise ValueError(f"input_norm must be 'none' or 'batchnorm', got {input_norm!r}")
+        self.input_dim = input_dim
+        self.tap = tap
+        self.bidirectional = bidirectional
+        self.norm = nn.BatchNorm1d(input_dim) if input_norm == "batchnorm" else None
+        self.rnn = CELLS[cell](input_dim, hidden, num_layers=layers, batch_first=True,
+                               bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0)
+        self.output_dim = hidden * (2 if bidirectional else 1)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
+        n, t = x.shape[:2]
+        x = x.reshape(n, t, -1)
+        if x.shape[-1] != self.input_dim:
+            raise ValueError(f"encoder expects {self.input_dim} inputs per frame, got {x.shape[-1]}")
+        lengths = lengths.to(x.device)
+        mask = valid_mask(lengths, t)  # (N, T)
+        if self.norm is not None:
+            x = self.norm(x.transpose(1, 2)).transpose(1, 2) * mask[..., None]
+        if self.bidirectional:
+            packed = nn.utils.rnn.pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True,
+                                                       enforce_sorted=False)
+            out, _ = self.rnn(packed)
+            states, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=t)
+        else:
+            states, _ = self.rnn(x)
+        if self.tap == "masked":
+            states = states * mask[..., None]
+            pooled = states.sum(1) / lengths.clamp(min=1)[:, None].to(states.dtype)
+        else:
+            pooled = states.mean(1)
+        last_idx = (lengths.clamp(min=1) - 1).view(n, 1, 1).expand(n, 1, states.shape[-1])
+        last = states.gather(1, last_idx).squeeze(1)
+        return EncoderOutput(states=states, pooled=pooled, last=last)
+
+
+def build_encoder(input_dim: int, cfg: "object") -> SequenceEncoder:
+    """Build from a :class:`skelcl.config.ModelConfig`-like object."""
+    return SequenceEncoder(input_dim, hidden=cfg.hidden, layers=cfg.layers, cell=cfg.cell,
+                           bidirectional=cfg.bidirectional, tap=cfg.tap, input_norm=cfg.input_norm,
+                           dropout=cfg.dropout)

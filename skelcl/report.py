@@ -1,0 +1,110 @@
+"""Figures and tables of results: loss curves, t-SNE, confusion matrices, markdown tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_loss_curve(epochs: Sequence[float], losses: Sequence[float], path: str | Path, title: str = "loss",
+                    curves: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None) -> Path:
+    """A loss-vs-epoch line plot (several named curves overlaid when ``curves`` is given)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    if curves:
+        for name, (e, l) in curves.items():
+            ax.plot(e, l, marker=".", label=name)
+        ax.legend(fontsize=8)
+    else:
+        ax.plot(epochs, losses, marker=".", color="tab:blue")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("InfoNCE loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_tsne(features: np.ndarray, labels: np.ndarray, path: str | Path, class_names: Sequence[str] | None = None,
+              title: str = "t-SNE of features", seed: int = 0, max_points: int = 3000) -> Path:
+    """2-D t-SNE (scikit-learn) of (N, E) features coloured by class."""
+    from sklearn.manifold import TSNE
+
+    plt = _plt()
+    rng = np.random.default_rng(seed)
+    if len(features) > max_points:
+        keep = rng.choice(len(features), max_points, replace=False)
+        features, labels = features[keep], labels[keep]
+    f = (features - features.mean(0)) / (features.std(0) + 1e-8)
+    emb = TSNE(n_components=2, init="pca", random_state=seed,
+               perplexity=min(30.0, max(2.0, (len(f) - 1) / 3))).fit_transform(f)
+    fig, ax = plt.subplots(figsize=(7, 6), dpi=110)
+    classes = np.unique(labels)
+    cmap = plt.get_cmap("tab20" if len(classes) > 10 else "tab10")
+    for i, c in enumerate(classes):
+        m = labels == c
+        name = class_names[c] if class_names is not None and c < len(class_names) else str(c)
+        ax.scatter(emb[m, 0], emb[m, 1], s=10, color=cmap(i % cmap.N), label=name)
+    if len(classes) <= 20:
+        ax.legend(fontsize=7, markerscale=1.5, loc="best", ncol=2 if len(classes) > 10 else 1)
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_confusion(labels: np.ndarray, pred: np.ndarray, path: str | Path, class_names: Sequence[str] | None = None,
+                   title: str = "confusion matrix") -> Path:
+    """Row-normalised confusion matrix with counts-based accuracy in the title."""
+    from sklearn.metrics import confusion_matrix
+
+    plt = _plt()
+    n = len(class_names) if class_names else int(max(labels.max(), pred.max())) + 1
+    cm = confusion_matrix(labels, pred, labels=np.arange(n)).astype(float)
+    rows = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n), dpi=110)
+    im = ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    names = list(class_names) if class_names else [str(i) for i in range(n)]
+    ax.set_xticks(range(n), names, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(n), names, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                if cm[i, j]:
+                    ax.text(j, i, f"{rows[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                            color="white" if rows[i, j] > 0.5 else "black")
+    acc = np.trace(cm) / max(cm.sum(), 1)
+    ax.set_title(f"{title} (top-1 {100 * acc:.1f}%)", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A GitHub-flavoured markdown table."""
+    def fmt(v: object) -> str:
+        return f"{v:.1f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)

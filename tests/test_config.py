@@ -1,0 +1,31 @@
+import pytest
+
+from skelcl.config import CONFIG_DIR, load_config, parse_override
+from skelcl.errors import ConfigError
+
+
+def test_dotted_override_parses_yaml_values():
+    assert parse_override("optim.lr=0.1") == {"optim": {"lr": 0.1}}
+    assert parse_override("augment=[rotate, shear]") == {"augment": ["rotate", "shear"]}
+
+
+def test_load_bundled_config_with_overrides():
+    cfg = load_config("sbu-paper", ["optim.epochs=3", "data.protocol=fold2", "data.preprocess.frames=20"])
+    assert cfg.optim.epochs == 3 and cfg.data.protocol == "fold2"
+    assert cfg.data.preprocess["frames"] == 20 and cfg.data.preprocess["persons"] == 2
+    assert cfg.contrast.temperature == 0.06
+
+
+@pytest.mark.parametrize("path", sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+def test_every_bundled_config_loads(path):
+    cfg = load_config(path)
+    assert cfg.optim.epochs > 0
+
+
+def test_unknown_key_and_bad_type_are_clear_errors():
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config(None, ["optim.lrr=0.1"])
+    with pytest.raises(ConfigError, match="expected true/false"):
+        load_config(None, ["contrast.normalize=yes please"])
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("no-such-config")

@@ -1,0 +1,127 @@
+"""The learner's parts against their formulas: momentum update, gradients, queue, InfoNCE."""
+
+import copy
+import math
+
+import pytest
+import torch
+
+from skelcl.config import ContrastConfig, ModelConfig
+from skelcl.contrast import ContrastiveLearner, KeyQueue, info_nce
+from skelcl.encoder import SequenceEncoder
+
+
+def _batch(n=6, t=10, d=2 * 5 * 3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, t, 2, 5, 3, generator=g)
+    lengths = torch.randint(3, t + 1, (n,), generator=g)
+    return x, lengths
+
+
+def test_momentum_update_equals_formula():
+    torch.manual_seed(0)
+    m = 0.9
+    learner = ContrastiveLearner(30, ModelConfig(hidden=8), ContrastConfig(queue_size=12, momentum=m))
+    # make the two encoders differ
+    with torch.no_grad():
+        for p in learner.encoder_q.parameters():
+            p.add_(torch.randn_like(p))
+    before_k = [p.clone() for p in learner.encoder_k.parameters()]
+    q = [p.clone() for p in learner.encoder_q.parameters()]
+    learner.momentum_update()
+    for bk, pq, pk in zip(before_k, q, learner.encoder_k.parameters()):
+        torch.testing.assert_close(pk, m * bk + (1 - m) * pq)
+
+
+def test_key_encoder_gets_no_gradients():
+    learner = ContrastiveLearner(30, ModelConfig(hidden=8), ContrastConfig(queue_size=12))
+    x, lengths = _batch()
+    loss = learner(x, x.flip(1), lengths)
+    loss.backward()
+    assert all(p.grad is None and not p.requires_grad for p in learner.encoder_k.parameters())
+    assert all(p.grad is not None for p in learner.encoder_q.parameters())
+
+
+def test_queue_holds_last_k_keys_in_order_after_wraparound():
+    q = KeyQueue(size=5, dim=2, normalize=False)
+    batches = [torch.full((3, 2), float(i)) + torch.arange(3.0)[:, None] / 10 for i in range(4)]
+    for b in batches:
+        q.enqueue(b)
+    allkeys = torch.cat(batches)  # 12 keys, the last 5 must remain, oldest first
+    torch.testing.assert_close(q.ordered(), allkeys[-5:])
+    assert int(q.ptr) == 12 % 5
+
+
+def test_queue_batch_larger_than_queue():
+    q = KeyQueue(size=3, dim=1, normalize=True)
+    q.enqueue(torch.arange(7.0)[:, None])
+    torch.testing.assert_close(q.ordered(), torch.tensor([[4.0], [5.0], [6.0]]))
+
+
+def test_info_nce_matches_hand_computation():
+    q = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    kp = torch.tensor([[0.5, 0.5], [1.0, 1.0]])
+    neg = torch.tensor([[1.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
+    tau = 0.5
+    losses = []
+    for i in range(2):
+        pos = (q[i] @ kp[i]).item() / tau
+        negs = [(q[i] @ n).item() / tau for n in neg]
+        denom = math.exp(pos) + sum(math.exp(v) for v in negs)
+        losses.append(-math.log(math.exp(pos) / denom))
+    expected = sum(losses) / 2
+    assert info_nce(q, kp, neg, tau).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_info_nce_in_batch_hand_computation():
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    k = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    tau = 1.0
+    l0 = -math.log(math.exp(1) / (math.exp(1) + math.exp(1)))
+    l1 = -math.log(math.exp(1) / (math.exp(0) + math.exp(1)))
+    assert info_nce(q, k, None, tau, in_batch=True).item() == pytest.approx((l0 + l1) / 2, rel=1e-6)
+
+
+@pytest.mark.parametrize("paradigm", ["queue", "end_to_end", "memory_bank"])
+@pytest.mark.parametrize("head", ["none", "linear", "mlp"])
+def test_each_paradigm_and_head_runs(paradigm, head):
+    torch.manual_seed(0)
+    learner = ContrastiveLearner(30, ModelConfig(hidden=8), ContrastConfig(
+        paradigm=paradigm, head=head, head_dim=4, queue_size=10, normalize=True), num_samples=20)
+    x, lengths = _batch()
+    loss = learner(x, x.flip(1), lengths, index=torch.arange(6))
+    assert torch.isfinite(loss) and loss.item() > 0
+    loss.backward()
+    grads = [p.grad for p in learner.encoder_q.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_memory_bank_updates_rows_of_the_batch_only():
+    learner = ContrastiveLearner(30, ModelConfig(hidden=8), ContrastConfig(
+        paradigm="memory_bank", queue_size=5, normalize=True), num_samples=20)
+    before = learner.bank.clone()
+    x, lengths = _batch()
+    learner(x, x, lengths, index=torch.arange(6))
+    changed = (learner.bank != before).any(1)
+    assert changed[:6].all() and not changed[6:].any()
+
+
+def test_masked_tap_ignores_padding():
+    enc = SequenceEncoder(30, hidden=8)
+    x, _ = _batch(n=2, t=10)
+    lengths = torch.tensor([4, 10])
+    x2 = x.clone()
+    x2[0, 4:] = 123.0  # garbage past the valid length must not change the pooled feature
+    a, b = enc(x, lengths), enc(x2, lengths)
+    torch.testing.assert_close(a.pooled, b.pooled)
+    torch.testing.assert_close(a.last[0], a.states[0, 3])
+
+
+def test_bidirectional_encoder_excludes_padding():
+    enc = SequenceEncoder(30, hidden=8, bidirectional=True)
+    x, _ = _batch(n=2, t=10)
+    lengths = torch.tensor([4, 10])
+    x2 = x.clone()
+    x2[0, 4:] = 5.0
+    torch.testing.assert_close(enc(x, lengths).pooled, enc(x2, lengths).pooled)
+    assert enc(x, lengths).pooled.shape == (2, 16)
