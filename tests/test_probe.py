@@ -1,0 +1,298 @@
+"""Evaluation protocols (skelcl.probe): linear / kNN probes, subsets, encode, semi-supervised, baselines."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from skelcl.config import ContrastConfig, ModelConfig, ProbeConfig
+from skelcl.contrast import ContrastiveLearner
+from skelcl.encoder import SequenceEncoder
+from skelcl.probe import (BEST_EPOCH_NOTE, ProbeError, balanced_subset, confusion, encode, finetune, knn_eval,
+                          linear_eval, logistic_baseline, semi_supervised_eval, supervised_baseline,
+                          topk_accuracy)
+
+CPU = "cpu"
+
+
+def clusters(n: int, classes: int, dim: int, seed: int, spread: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian clusters around random unit-ish centres, (n, dim) float32 and (n,) labels."""
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(123).normal(size=(classes, dim)) * 3
+    y = np.arange(n) % classes
+    rng.shuffle(y)
+    return (centres[y] + rng.normal(size=(n, dim)) * spread).astype(np.float32), y
+
+
+def tiny_sequences(n: int = 40, classes: int = 4, t: int = 8, seed: int = 0
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n, T, 1, 3, 3) sequences whose class sets a constant offset, with varied lengths."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    lengths = rng.integers(3, t + 1, n)
+    x = rng.normal(size=(n, t, 1, 3, 3)).astype(np.float32) * 0.3
+    x += (y[:, None, None, None, None] - classes / 2) * 0.8
+    x[np.arange(t)[None, :] >= lengths[:, None]] = 0
+    return x, lengths, y
+
+
+def small_learner(paradigm: str = "queue", seed: int = 0) -> ContrastiveLearner:
+    torch.manual_seed(seed)
+    return ContrastiveLearner(18, ModelConfig(hidden=16), ContrastConfig(queue_size=8, paradigm=paradigm),
+                              num_samples=10)
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def test_topk_accuracy_and_confusion() -> None:
+    scores = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.15, 0.05], [0.2, 0.3, 0.5], [0.5, 0.3, 0.2]])
+    labels = torch.tensor([1, 1, 2, 2])
+    top1, top2, top5 = topk_accuracy(scores, labels, (1, 2, 5))
+    assert top1 == pytest.approx(50.0) and top2 == pytest.approx(75.0)
+    assert top5 == pytest.approx(100.0)  # k clipped to 3 classes
+    assert topk_accuracy(scores.numpy(), labels.numpy(), (1,)) == [pytest.approx(50.0)]
+    cm = confusion(np.array([1, 0, 2, 0]), labels, 3)
+    assert cm.tolist() == [[0, 0, 0], [1, 1, 0], [1, 0, 1]]
+
+
+# ---------------------------------------------------------------------------------------- linear
+def test_linear_eval_separable_clusters_near_perfect() -> None:
+    xtr, ytr = clusters(300, 6, 16, seed=0)
+    xte, yte = clusters(120, 6, 16, seed=1)
+    r = linear_eval(xtr, ytr, xte, yte, ProbeConfig(), 6, device=CPU)
+    assert r["top1"] >= 98.0 and r["top5"] == pytest.approx(100.0)
+    assert not r["diverged"]
+
+
+def test_linear_eval_random_labels_is_chance() -> None:
+    rng = np.random.default_rng(0)
+    xtr, xte = rng.normal(size=(400, 32)), rng.normal(size=(800, 32))
+    ytr, yte = rng.integers(0, 4, 400), rng.integers(0, 4, 800)
+    r = linear_eval(xtr, ytr, xte, yte, ProbeConfig(epochs=20, standardize=True), 4, device=CPU)
+    assert 15.0 < r["top1"] < 35.0  # chance 25, binomial std ~1.5
+
+
+def test_linear_eval_fields_schedule_and_final_vs_best() -> None:
+    xtr, ytr = clusters(100, 3, 8, seed=0, spread=3.0)
+    xte, yte = clusters(60, 3, 8, seed=1, spread=3.0)
+    r = linear_eval(xtr, ytr, xte, yte, ProbeConfig(), 3, device=CPU)
+    h = r["history"]
+    assert len(h["train_loss"]) == len(h["test_top1"]) == len(h["lr"]) == 90
+    # lr 1.0 halved after epochs 15, 35, 60, 75 (epoch e uses lrs[e-1] in 1-based counting)
+    assert h["lr"][0] == 1.0 and h["lr"][14] == 1.0 and h["lr"][15] == 0.5
+    assert h["lr"][35] == 0.25 and h["lr"][60] == 0.125 and h["lr"][75] == 0.0625 and h["lr"][89] == 0.0625
+    assert r["top1"] == pytest.approx(h["test_top1"][-1])  # reported = final epoch
+    assert r["best_epoch_top1"] == pytest.approx(max(h["test_top1"]))
+    assert r["best_epoch_top1"] >= r["top1"]
+    assert h["test_top1"][r["best_epoch"] - 1] == r["best_epoch_top1"]
+    assert r["best_epoch_note"] == BEST_EPOCH_NOTE and "selected on test" in BEST_EPOCH_NOTE
+    assert r["pred"].shape == (60,) and r["k5"] == 3
+    assert r["top1"] == pytest.approx(float((r["pred"] == yte).mean() * 100))
+    assert r["classifier"]["weight"].shape == (3, 8) and r["classifier"]["bias"].shape == (3,)
+    assert r["num_train"] == 100 and r["num_test"] == 60 and r["feature_dim"] == 8
+
+
+def test_linear_eval_init_is_paper_init() -> None:
+    """With lr 0 the classifier stays at its init: weight ~ N(0, 0.01^2), bias 0."""
+    xtr, ytr = clusters(64, 4, 200, seed=0)
+    r = linear_eval(xtr, ytr, xtr, ytr, ProbeConfig(epochs=1, lr=0.0), 4, device=CPU)
+    w = r["classifier"]["weight"]
+    assert np.all(r["classifier"]["bias"] == 0)
+    assert abs(float(w.std()) - 0.01) < 0.001 and abs(float(w.mean())) < 0.001
+
+
+def test_standardize_uses_train_statistics_only() -> None:
+    """Test split holds only class 1; test-split statistics would centre it on the decision boundary."""
+    rng = np.random.default_rng(0)
+    ytr = np.arange(200) % 2
+    xtr = (10.0 + 2.0 * ytr + rng.normal(size=200) * 0.1)[:, None]   # mean 11, std ~1
+    xte = (12.0 + rng.normal(size=100) * 0.1)[:, None]                # all class 1, mean 12
+    yte = np.ones(100, np.int64)
+    r = linear_eval(xtr, ytr, xte, yte, ProbeConfig(standardize=True, epochs=10), 2, device=CPU)
+    assert r["top1"] == pytest.approx(100.0)
+    assert r["classifier"]["mean"] == pytest.approx([xtr.mean()], rel=1e-5)
+    assert r["classifier"]["std"] == pytest.approx([xtr.std()], rel=1e-4)
+    # the same standardisation computed on the test split would put half of it on class 0's side
+    z = (xte - xte.mean()) / xte.std()
+    w, b = r["classifier"]["weight"], r["classifier"]["bias"]
+    wrong = ((z @ w.T + b).argmax(1) != 1).mean()
+    assert wrong > 0.2
+
+
+def test_linear_eval_deterministic_per_seed() -> None:
+    xtr, ytr = clusters(90, 3, 8, seed=0, spread=3.0)
+    xte, yte = clusters(30, 3, 8, seed=1, spread=3.0)
+    cfg = ProbeConfig(epochs=5, seed=7)
+    a = linear_eval(xtr, ytr, xte, yte, cfg, 3, device=CPU)
+    b = linear_eval(xtr, ytr, xte, yte, cfg, 3, device=CPU)
+    c = linear_eval(xtr, ytr, xte, yte, ProbeConfig(epochs=5, seed=8), 3, device=CPU)
+    assert a["history"] == b["history"] and np.array_equal(a["pred"], b["pred"])
+    assert np.array_equal(a["classifier"]["weight"], b["classifier"]["weight"])
+    assert a["history"]["train_loss"] != c["history"]["train_loss"]
+
+
+def test_linear_eval_rejects_bad_labels() -> None:
+    x = np.zeros((4, 2), np.float32)
+    with pytest.raises(ValueError, match="must lie in"):
+        linear_eval(x, np.array([0, 1, 2, -1]), x, np.array([0, 1, 0, 1]), ProbeConfig(epochs=1), 3)
+
+
+# ---------------------------------------------------------------------------------------- kNN / raw
+def test_knn_on_clusters_and_matches_sklearn() -> None:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    xtr, ytr = clusters(200, 5, 16, seed=0, spread=1.0)
+    xte, yte = clusters(100, 5, 16, seed=1, spread=1.0)
+    for weighting in ("similarity", "distance", "uniform"):
+        r = knn_eval(xtr, ytr, xte, yte, k=20, weighting=weighting)
+        assert r["top1"] >= 98.0 and r["top5"] == pytest.approx(100.0) and r["k"] == 20
+    ref = KNeighborsClassifier(20, metric="cosine", weights="distance").fit(xtr, ytr).predict(xte)
+    assert np.array_equal(knn_eval(xtr, ytr, xte, yte, 20, weighting="distance")["pred"], ref)
+    with pytest.raises(ValueError):
+        knn_eval(xtr, ytr, xte, yte, weighting="nope")
+
+
+def test_logistic_baseline_on_raw_sequences() -> None:
+    x, lengths, y = tiny_sequences(80, 4, seed=0)
+    xt, _, yt = tiny_sequences(40, 4, seed=1)
+    r = logistic_baseline(x, y, xt, yt)
+    assert r["top1"] >= 90.0 and r["pred"].shape == (40,) and r["top5"] == pytest.approx(100.0)
+
+
+# ---------------------------------------------------------------------------------------- subsets
+@pytest.mark.parametrize("fraction,expected", [
+    (0.01, [10, 4, 1, 1, 1]),
+    (0.1, [100, 35, 4, 1, 1]),
+    (0.5, [500, 175, 19, 3, 1]),
+])
+def test_balanced_subset_exact_counts(fraction: float, expected: list[int]) -> None:
+    counts = [1000, 350, 37, 5, 1]
+    labels = np.concatenate([np.full(c, k) for k, c in enumerate(counts)] + [np.full(7, -1)])
+    np.random.default_rng(0).shuffle(labels)
+    idx = balanced_subset(labels, fraction, seed=3)
+    assert np.bincount(labels[idx], minlength=5).tolist() == expected
+    assert len(np.unique(idx)) == len(idx) and np.all(np.diff(idx) > 0)   # distinct, sorted
+    assert np.all(labels[idx] >= 0)                                       # unknown labels never drawn
+    assert np.array_equal(idx, balanced_subset(labels, fraction, seed=3))
+    assert not np.array_equal(idx, balanced_subset(labels, fraction, seed=4))
+
+
+def test_balanced_subset_nested_and_validated() -> None:
+    labels = np.arange(3000) % 30
+    small, mid, big = (set(balanced_subset(labels, f, seed=1)) for f in (0.01, 0.1, 0.5))
+    assert small <= mid <= big
+    rest = np.setdiff1d(np.arange(3000), sorted(mid))                     # the unlabelled remainder
+    assert len(rest) + len(mid) == 3000 and not set(rest) & mid
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError):
+            balanced_subset(labels, bad, 0)
+
+
+# ---------------------------------------------------------------------------------------- encode
+def test_encode_representations_shapes_and_values() -> None:
+    learner = small_learner()
+    learner.train()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(10, 12, 2, 3, 3)).astype(np.float16)
+    lengths = rng.integers(4, 13, 10)
+    feats = {r: encode(learner, x, lengths, r, batch_size=4, device=CPU)
+             for r in ("cae", "cae+", "k", "last_q", "last_k")}
+    for r, f in feats.items():
+        assert f.dtype == np.float32 and f.shape == (10, 32 if r == "cae+" else 16), r
+    assert learner.training and learner.encoder_q.training                # mode restored
+    with torch.no_grad():
+        out = learner.encoder_q.eval()(torch.from_numpy(x.astype(np.float32)), torch.from_numpy(lengths))
+    np.testing.assert_allclose(feats["cae"], out.pooled.numpy(), atol=1e-5)
+    np.testing.assert_allclose(feats["last_q"], out.last.numpy(), atol=1e-5)
+    np.testing.assert_allclose(feats["cae+"], np.concatenate([feats["cae"], feats["k"]], 1))
+    np.testing.assert_allclose(feats["k"], feats["cae"], atol=1e-6)       # fresh learner: k copy of q
+    sub = encode(learner, x, lengths, "cae", batch_size=256, device=CPU, index=np.array([7, 2]))
+    np.testing.assert_allclose(sub, feats["cae"][[7, 2]], atol=1e-5)      # batching does not matter
+
+
+def test_encode_missing_key_encoder_and_bare_encoder() -> None:
+    x = np.zeros((3, 5, 2, 3, 3), np.float32)
+    lengths = np.array([5, 3, 1])
+    for paradigm in ("end_to_end", "memory_bank"):
+        learner = small_learner(paradigm)
+        assert encode(learner, x, lengths, "cae", device=CPU).shape == (3, 16)
+        for rep in ("k", "last_k", "cae+"):
+            with pytest.raises(ValueError, match="key encoder"):
+                encode(learner, x, lengths, rep, device=CPU)
+    torch.manual_seed(0)
+    bare = SequenceEncoder(18, hidden=8)
+    assert encode(bare, x, lengths, "cae", device=CPU).shape == (3, 8)
+    assert encode(bare, x, lengths, "last_q", device=CPU).shape == (3, 8)
+    with pytest.raises(ValueError, match="key encoder"):
+        encode(bare, x, lengths, "k", device=CPU)
+    with pytest.raises(ProbeError, match="unknown representation"):
+        encode(bare, x, lengths, "q", device=CPU)
+
+
+# ---------------------------------------------------------------------------------------- fine-tuning
+def _state(m: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in m.state_dict().items()}
+
+
+def test_finetune_leaves_input_untouched() -> None:
+    x, lengths, y = tiny_sequences(24, 3)
+    torch.manual_seed(0)
+    enc = SequenceEncoder(9, hidden=8)
+    before = _state(enc)
+    log: list[dict[str, float]] = []
+    enc2, head = finetune(enc, x, lengths, y, np.arange(12), 3, epochs=2, lr=0.05, batch_size=4, seed=0,
+                          device=CPU, log=log)
+    assert all(torch.equal(before[k], v) for k, v in enc.state_dict().items())
+    assert enc2 is not enc and head.out_features == 3 and not enc2.training
+    assert any(not torch.equal(before[k], v) for k, v in enc2.state_dict().items())
+    assert [e["epoch"] for e in log] == [1, 2]
+
+
+def test_semi_supervised_eval_fields_determinism_and_no_side_effects() -> None:
+    x, lengths, y = tiny_sequences(48, 4)
+    x = np.concatenate([x, x[:, :, :1] * 0], 2)  # two persons: input 18 as small_learner
+    train_idx, test_idx = np.arange(32), np.arange(32, 48)
+    learner = small_learner()
+    before = _state(learner)
+    cfg = ProbeConfig(epochs=3, seed=1)
+    kw = dict(fraction=0.1, cfg=cfg, epochs=2, batch_size=4, device=CPU)
+    r = semi_supervised_eval(learner, x, lengths, y, train_idx, test_idx, **kw)
+    assert all(torch.equal(before[k], v) for k, v in learner.state_dict().items())
+    assert r["labelled"] == 4 and set(r["labelled_idx"]) <= set(train_idx)   # one per class
+    assert not set(r["labelled_idx"]) & set(test_idx)
+    assert np.bincount(y[r["labelled_idx"]]).tolist() == [1, 1, 1, 1]
+    assert r["top1"] == r["step2"]["top1"] and r["top5"] == r["step2"]["top5"]
+    assert r["step2"]["num_train"] == 32 and r["step2"]["num_test"] == 16   # step 2 on the FULL train split
+    assert 0.0 <= r["step1"]["top1"] <= 100.0 and len(r["step1"]["history"]) == 2
+    assert r["step1"]["pred"].shape == (16,)
+    r2 = semi_supervised_eval(learner, x, lengths, y, train_idx, test_idx, **kw)
+    assert r2["step1"]["history"] == r["step1"]["history"]
+    assert r2["step2"]["history"] == r["step2"]["history"]
+    with pytest.raises(ValueError, match="epochs"):
+        semi_supervised_eval(learner, x, lengths, y, train_idx, test_idx, fraction=0.2, cfg=cfg, device=CPU)
+    # with augmentation during fine-tuning
+    r3 = semi_supervised_eval(learner, x, lengths, y, train_idx, test_idx, augment=["reverse", "shear"], **kw)
+    assert "top1" in r3
+
+
+# ---------------------------------------------------------------------------------------- supervised
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_supervised_baseline_runs_and_is_deterministic(cell: str) -> None:
+    x, lengths, y = tiny_sequences(30, 3)
+    rng_state = torch.get_rng_state()
+    kw = dict(hidden=8, epochs=2, batch_size=8, seed=0, device=CPU)
+    r = supervised_baseline(cell, x, lengths, y, np.arange(20), np.arange(20, 30), **kw)
+    assert torch.equal(rng_state, torch.get_rng_state())                 # global RNG untouched
+    assert set(r) >= {"top1", "top5", "pred", "history", "cell"} and r["cell"] == cell
+    assert r["pred"].shape == (10,) and len(r["history"]) == 2
+    r2 = supervised_baseline(cell, x, lengths, y, np.arange(20), np.arange(20, 30), **kw)
+    assert r2["history"] == r["history"] and np.array_equal(r2["pred"], r["pred"])
+
+
+def test_supervised_baseline_learns_separable_task() -> None:
+    x, lengths, y = tiny_sequences(90, 3, seed=0)
+    r = supervised_baseline("lstm", x, lengths, y, np.arange(60), np.arange(60, 90), hidden=16, epochs=15,
+                            lr=1e-2, batch_size=16, device=CPU)
+    assert r["top1"] >= 90.0
+    with pytest.raises(ValueError):
+        supervised_baseline("tcn", x, lengths, y, np.arange(60), np.arange(60, 90), device=CPU)
