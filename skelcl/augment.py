@@ -1,0 +1,543 @@
+"""The seven AS-CAL skeleton augmentations (paper III-A), batched and exact.
+
+Every augmentation works on a batch ``x`` of shape (B, T, M, V, C) with ``lengths`` (B,) int64 on any
+device, draws its own random parameters per sample from an explicit :class:`torch.Generator` (on the
+same device as ``x``, or on the CPU: draws are moved to ``x``'s device), and never loops in Python over
+samples or frames. Same generator state, same output.
+
+Each augmentation is a frozen dataclass with three methods:
+
+* ``draw(x, lengths, gen) -> dict[str, Tensor]``: the random parameters, each with leading dim B
+  (a sample's parameters are a slice: ``{k: v[i:i+1]}``). Masks report here exactly what they zero.
+* ``apply(x, lengths, params) -> Tensor``: the deterministic transform given those parameters.
+* ``__call__(x, lengths, gen=None) -> Tensor``: ``apply(x, lengths, draw(x, lengths, gen))``.
+
+Invariants kept by all of them: dtype, shape and device are unchanged; padding frames
+(``t >= lengths[b]``) stay zero; a person who is all zeros in a frame (absent, or padding) stays zero.
+Temporal operations (reverse, blur, joint mask) act on the valid frames only.
+
+The paper's text is the default; where the authors' released code differs in a defensible way it is
+an option (``variant="released-code"`` or an explicit parameter). Defects of the released code
+(reverse moving padding to the front, noise added to padding and absent persons) are not copied.
+
+Configs name a composition as a list: ``build_augment(["reverse", {"shear": {"amplitude": 0.5}}])``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Iterable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .errors import ConfigError
+
+Params = dict[str, torch.Tensor]
+
+VARIANTS = ("paper", "released-code")
+
+# Which default composition the paper (and the released code) use for both query and key.
+DEFAULT_AUGMENT: tuple[str, ...] = ("reverse", "shear")
+
+
+# ----------------------------------------------------------------------------------------- helpers
+
+
+def _gen_device(gen: torch.Generator | None, device: torch.device) -> torch.device:
+    return gen.device if gen is not None else device
+
+
+def _rand(gen: torch.Generator | None, shape: Sequence[int], device: torch.device) -> torch.Tensor:
+    """U[0, 1) float32 of ``shape``, drawn on the generator's device and moved to ``device``."""
+    return torch.rand(tuple(shape), generator=gen, device=_gen_device(gen, device)).to(device)
+
+
+def _uniform(gen: torch.Generator | None, shape: Sequence[int], lo: float, hi: float,
+             device: torch.device) -> torch.Tensor:
+    return lo + (hi - lo) * _rand(gen, shape, device)
+
+
+def _randint(gen: torch.Generator | None, shape: Sequence[int], lo: int, hi: int,
+             device: torch.device) -> torch.Tensor:
+    """Integers uniform in [lo, hi] (inclusive), int64."""
+    return torch.randint(lo, hi + 1, tuple(shape), generator=gen,
+                         device=_gen_device(gen, device)).to(device)
+
+
+def valid_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
+    """(B, T) bool: frame t of sample b is within its true length."""
+    return torch.arange(frames, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def presence(x: torch.Tensor) -> torch.Tensor:
+    """(B, T, M, 1, 1) bool: person m is present in frame t (any non-zero coordinate).
+
+    Padding frames and absent persons are all zeros in canonical data, so this mask is what keeps
+    them zero through non-linear-in-zero augmentations (noise, blur).
+    """
+    return (x != 0).flatten(3).any(-1)[..., None, None]
+
+
+def _check(x: torch.Tensor, lengths: torch.Tensor) -> None:
+    if x.ndim != 5:
+        raise ValueError(f"augmentations expect x of shape (B, T, M, V, C), got {tuple(x.shape)}")
+    if lengths.shape != (x.shape[0],):
+        raise ValueError(f"lengths must have shape ({x.shape[0]},), got {tuple(lengths.shape)}")
+
+
+def _need(ok: bool, what: str, value: object) -> None:
+    """Raise a ConfigError for a parameter out of range."""
+    if not ok:
+        raise ConfigError(f"augmentation parameter {what}, got {value!r}")
+
+
+def _resolve_variant(variant: str) -> str:
+    if variant not in VARIANTS:
+        raise ConfigError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    return variant
+
+
+# ------------------------------------------------------------------------------------ base class
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Base: ``__call__`` draws per-sample parameters then applies them."""
+
+    name: ClassVar[str] = ""
+
+    def draw(self, x: torch.Tensor, lengths: torch.Tensor, gen: torch.Generator | None = None) -> Params:
+        return {}
+
+    def apply(self, x: torch.Tensor, lengths: torch.Tensor, params: Params) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, x: torch.Tensor, lengths: torch.Tensor,
+                 gen: torch.Generator | None = None) -> torch.Tensor:
+        _check(x, lengths)
+        lengths = lengths.to(x.device)
+        return self.apply(x, lengths, self.draw(x, lengths, gen))
+
+
+def _bmm3(x: torch.Tensor, mat: torch.Tensor) -> torch.Tensor:
+    """Per-sample linear map of the coordinate axis: x' = A x for every joint.
+
+    x: (B, T, M, V, C=3); mat: (B, 3, 3). One batched matmul per batch. On the CPU, k joints are
+    grouped into rows of 3k against the block-diagonal kron(I_k, A^T): a 3-wide GEMM is badly shaped
+    for BLAS and this is ~2-3x faster; the extra terms are exact zeros (inputs are finite).
+    """
+    b = x.shape[0]
+    n = x.shape[1] * x.shape[2] * x.shape[3]
+    at = mat.to(x.dtype).transpose(1, 2)
+    k = 1 if x.is_cuda else next(k for k in (5, 4, 3, 2, 1) if n % k == 0)
+    if k > 1:
+        eye = torch.eye(k, dtype=x.dtype, device=x.device)
+        at = torch.einsum("ij,bpq->bipjq", eye, at).reshape(b, 3 * k, 3 * k)
+    out = torch.bmm(x.reshape(b, n // k, 3 * k), at)
+    return out.view(x.shape)
+
+
+def _need_xyz(x: torch.Tensor, what: str) -> None:
+    if x.shape[-1] != 3:
+        raise ValueError(f"{what} needs 3D coordinates (C=3), got C={x.shape[-1]}")
+
+
+# -------------------------------------------------------------------------------- augmentations
+
+
+def rotation_matrix(alpha: torch.Tensor, beta: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    """R = Rz(gamma) Ry(beta) Rx(alpha) with the paper's Eqs. 1-4; angles (B,) -> (B, 3, 3)."""
+    ca, sa = torch.cos(alpha), torch.sin(alpha)
+    cb, sb = torch.cos(beta), torch.sin(beta)
+    cg, sg = torch.cos(gamma), torch.sin(gamma)
+    one, zero = torch.ones_like(alpha), torch.zeros_like(alpha)
+    rx = torch.stack([one, zero, zero, zero, ca, sa, zero, -sa, ca], -1).view(-1, 3, 3)
+    ry = torch.stack([cb, zero, -sb, zero, one, zero, sb, zero, cb], -1).view(-1, 3, 3)
+    rz = torch.stack([cg, sg, zero, -sg, cg, zero, zero, zero, one], -1).view(-1, 3, 3)
+    return rz @ ry @ rx
+
+
+@dataclass(frozen=True)
+class Rotate(Augmentation):
+    """Random 3D rotation of the whole sequence: simulates a change of camera viewpoint.
+
+    Paper: a main axis drawn from {X, Y, Z} gets an angle U[0, max_angle] (pi/6), the two others
+    U[0, minor_angle] (pi/180); R = Rz Ry Rx; one rotation per sequence.
+    ``variant="released-code"``: the two other axes are not rotated (minor_angle = 0).
+    Params: ``angles`` (B, 3) radians about X, Y, Z; ``matrix`` (B, 3, 3).
+    """
+
+    name: ClassVar[str] = "rotate"
+    max_angle: float = math.pi / 6
+    minor_angle: float | None = None  # None: pi/180 (paper) or 0 (released code)
+    variant: str = "paper"
+
+    def __post_init__(self) -> None:
+        _resolve_variant(self.variant)
+        _need(self.max_angle >= 0, "rotate.max_angle must be >= 0 (radians)", self.max_angle)
+        _need(self.minor_angle is None or self.minor_angle >= 0, "rotate.minor_angle must be >= 0",
+              self.minor_angle)
+
+    @property
+    def minor(self) -> float:
+        if self.minor_angle is not None:
+            return float(self.minor_angle)
+        return math.pi / 180 if self.variant == "paper" else 0.0
+
+    def draw(self, x: torch.Tensor, lengths: torch.Tensor, gen: torch.Generator | None = None) -> Params:
+        b, dev = x.shape[0], x.device
+        axis = _randint(gen, (b,), 0, 2, dev)
+        main = _uniform(gen, (b,), 0.0, self.max_angle, dev)
+        minor = _uniform(gen, (b, 3), 0.0, self.minor, dev)
+        is_main = F.one_hot(axis, 3).bool()
+        angles = torch.where(is_main, main[:, None], minor)
+        return {"axis": axis, "angles": angles,
+                "matrix": rotation_matrix(*angles.double().unbind(1))}  # float64: orthonormal to 1e-16
+
+    def apply(self, x: torch.Tensor, lengths: torch.Tensor, params: Params) -> torch.Tensor:
+        _need_xyz(x, "rotate")
+        return _bmm3(x, params["matrix"])
+
+
+def shear_matrix(factors: torch.Tensor) -> torch.Tensor:
+    """Eq. 5 from six factors (B, 6) ordered (s_YX, s_ZX, s_XY, s_ZY, s_XZ, s_YZ) -> (B, 3, 3).
+
+    S = [[1, s_YX, s_ZX], [s_XY, 1, s_ZY], [s_XZ, s_YZ, 1]].
+    """
+    one = torch.ones_like(factors[:, 0])
+    s = factors
+    return torch.stack([one, s[:, 0], s[:, 1], s[:, 2], one, s[:, 3], s[:, 4], s[:, 5], one], -1).view(-1, 3, 3)
+
+
+@dataclass(frozen=True)
+class Shear(Augmentation):
+    """Random shear x' = S x (Eq. 5, unit diagonal): slants the body as a skewed viewpoint would.
+
+    Six off-diagonal factors U[-amplitude, amplitude] (paper and released code: 1).
+    Params: ``factors`` (B, 6); ``matrix`` (B, 3, 3).
+    """
+
+    name: ClassVar[str] = "shear"
+    amplitude: float = 1.0
+
+    def __post_init__(self) -> None:
+        _need(self.amplitude >= 0, "shear.amplitude must be >= 0", self.amplitude)
+
+    def draw(self, x: torch.Tensor, lengths: torch.Tensor, gen: torch.Generator | None = None) -> Params:
+        f = _uniform(gen, (x.shape[0], 6), -self.amplitude, self.amplitude, x.device)
+        return {"factors": f, "matrix": shear_matrix(f)}
+
+    def apply(self, x: torch.Tensor, lengths: torch.Tensor, params: Params) -> torch.Tensor:
+        _need_xyz(x, "shear")
+        return _bmm3(x, params["matrix"])
+
+
+def reverse_index(lengths: torch.Tensor, frames: int, flip: torch.Tensor) -> torch.Tensor:
+    """(B, T) frame index: t -> len-1-t on valid frames of flipped samples, identity elsewhere."""
+    t = torch.arange(frames, device=lengths.device)[None, :]
+    rev = lengths[:, None] - 1 - t
+    return torch.where(flip[:, None] & (t < lengths[:, None]), rev, t)
+
+
+@dataclass(frozen=True)
+class Reverse(Augmentation):
+    """Reverse the temporal order of the valid frames with probability p: a temporal "flip".
+
+    Frames 0..len-1 are reversed in place; padding stays at the end (the released code also flips
+    the padding to the front, a defect not copied). Params: ``flip`` (B,) bool.
+    """
+
+    name: ClassVar[str] = "reverse"
+    p: float = 0.5
+
+    def __post_init__(self) -> None:
+        _need(0 <= self.p <= 1, "reverse.p must be in [0, 1]", self.p)
+
+    def draw(self, x: torch.Tensor, lengths: torch.Tensor, gen: torch.Generator | None = None) -> Params:
+        return {"flip": _rand(gen, (x.shape[0],), x.device) < self.p}
+
+    def apply(self, x: torch.Tensor, lengths: torch.Tensor, params: Params) -> torch.Tensor:
+        b, t = x.shape[:2]
+        idx = reverse_index(lengths, t, params["flip"])
+        rows = torch.arange(b, device=x.device)[:, None]
+        return x[rows, idx]  # (B, T, M, V, C): gathers whole frames
+
+
+@dataclass(frozen=True)
+class Noise(Augmentation):
+    """Add Gaussian noise N(0, std^2) to every coordinate: simulates pose-estimation jitter.
+
+    ``std`` is the standard deviation (paper: "N(0, 0.05)", read as std 0.05, as in the released
+    code). Only present persons in valid frames get noise; padding and absent persons stay zero.
+    Params: ``noise`` (B, T, M, V, C) before masking.
+    """
+
+    name: ClassVar[str] = "noise"
+    std: float = 0.05
+
+    def __post_init__(self) -> None:
+        _need(self.std >= 0, "noise.std must be >= 0", self.std)
+
+    def draw(self, x: torch.Tensor, lengths: torch.Tensor, gen: torch.Generator | None = None) -> Params:
+        noise = torch.randn(x.shape, generator=gen, device=_gen_device(gen, x.device)).to(x.device)
+        return {"noise": noise.mul_(self.std)}
+
+    def apply(self, x: torch.Tensor, lengths: torch.Tensor, params: Params) -> torch.Tensor:
+        keep = presence(x) & valid_mask(lengths, x.shape[1])[:, :, None, None, None]
+        return x + params["noise"].to(x.dtype) * keep
+
+
+def gaussian_kernels(sigma: torch.Tensor, taps: int = 15, normalize: bool = True) -> torch.Tensor:
+    """(B,) sigmas -> (B, taps) kernels G(t) = exp(-t^2 / 2 sigma^2), t = -(taps//2)..taps//2 (Eq. 6)."""
+    half = taps // 2
+    t = torch.arange(-half, half + 1, device=sigma.device, dtype=sigma.dtype)
+    k = torch.exp(-(t[None, :] ** 2) / (2 * sigma[:, None] ** 2))
+    # weights below 1e-20 of the peak are set to 0: negligible, and denormals make CPU arithmetic slow
+    k = k.masked_fill(k < 1e-20, 0.0)
+    return k / k.sum(-1, keepdim=True) if normalize else k
+
+
+def _time_conv(y: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """Convolve (B, T, ...) along T with a per-sample symmetric kernel (B, K), zero boundary.
+
+    A loop over the K taps (not over samples or frames) of fused multiply-adds of shifted views:
+    on the CPU this is ~10x faster than a depthwise conv1d with B x F groups.
+    """
+    k = kernels.shape[1]
+    t = y.shape[1]
+    half = k // 2
+    w = kernels.to(y.dtype).view(-1, k, *([1] * (y.ndim - 1)))
+    yp = torch.cat([y.new_zeros((y.shape[0], half) + y.shape[2:]), y,
+                    y.new_zeros((y.shape[0], half) + y.shape[2:])], 1)
+    out = yp[:, 0:t] * w[:, 0]
+    for j in range(1, k):
+        out.addcmul_(yp[:, j:j + t], w[:, j])
+    return out
+
+
+@dataclass(frozen=True)
+class Blur(Augmentation):
+    """Gaussian blur along time with probability p: smooths joint trajectories, removing detail.
+
+    Kernel of ``taps`` (15) samples, t = -7..7, sigma U[sigma_min, sigma_max] = U[0.1, 2.0] (Eq. 6).
+    Default (paper): the kernel is normalised; at the ends of a sequence and around frames where a
+    person is absent it is renormalised over the present frames (a normalised convolution), so a
+    constant signal stays constant and padding never leaks in.
+    ``normalize=False`` or ``variant="released-code"``: the released code's raw exp(-t^2/2sigma^2)
+    weights (gain up to ~5x), zero beyond the valid frames.
+    Params: ``apply`` (B,) bool; ``sigma`` (B,); ``kernel`` (B, taps).
+    """
+
+    name: ClassVar[str] = "blur"
+    p: float = 0.5
+    sigma_min: float = 0.1
+    sigma_max: float = 2.0
+    taps: int = 15
+    normalize: bool | None = None  # None: True (paper) or False (released code)
+    variant: str = "paper"
+
+    def __post_init__(self) -> None:
+        _resolve_variant(self.variant)
+        _need(self.taps >= 1 and self.taps % 2 == 1, "blur.taps must be a positive odd number", self.taps)
+        _need(0 <= self.p <= 1, "blur.p must be in [0, 1]", self.p)
+        _need(0 < self.sigma_min <= self.sigma_max, "blur needs 0 < sigma_min <= sigma_max",
+              (self.sigma_min, self.sigma_max))
+
+    @property
+    def normalized(self) -> bool:
+        return self.normalize if self.normalize is not None else self.variant == "paper"
+
+    def draw(self, x: torch.Tensor, lengths: torch.Tensor, gen: torch.Generator | None = None) -> Params:
+        b, dev = x.shape[0], x.device
+        on = _rand(gen, (b,), dev) < self.p
+        sigma = _uniform(gen, (b,), self.sigma_min, self.sigma_max, dev)
+        return {"apply": on, "sigma": sigma,
+                "kernel": gaussian_kernels(sigma, self.taps, normalize=self.normalized)}
+
+    def apply(self, x: torch.Tensor, lengths: torch.Tensor, params: Params) -> torch.Tensor:
+        on = params["apply"]
+        kernel = params["kernel"]
+        # samples drawn "off" get the unit impulse: their output is exactly x (sums of exact zeros)
+        delta = torch.zeros_like(kernel)
+        delta[:, kernel.shape[1] // 2] = 1
+        kernel = torch.where(on[:, None], kernel, delta)
+        pres = (presence(x)[..., 0, 0] & valid_mask(lengths, x.shape[1])[:, :, None]).to(x.dtype)  # (B, T, M)
+        # x is zero wherever pres is (canonical data), so the numerator sees present frames only
+        num = _time_conv(x, kernel)
+        if self.normalized:
+            den = _time_conv(pres, kernel)  # kernel mass on present frames, (B, T, M)
+            factor = pres / den.clamp_min(torch.finfo(x.dtype).tiny)
+        else:
+            factor = pres
+        return num * factor[..., None, None]
+
+
+def _random_subset(gen: torch.Generator | None, n: int, count: torch.Tensor, allowed: torch.Tensor | None,
+                   device: torch.device) -> torch.Tensor:
+    """(B, n) bool with exactly ``count[b]`` True entries chosen uniformly among ``allowed[b]``.
+
+    Random keys are ranked per row; disallowed positions get key 2 so they rank last.
+    """
+    keys = _rand(gen, (count.shape[0], n), device)
+    if allowed is not None:
+        keys = torch.where(allowed, keys, torch.full_like(keys, 2.0))
+    rank = keys.argsort(-1).argsort(-1)
+    return rank < count[:, None]
+
+
+@dataclass(frozen=True)
+class JointMask(Augmentation):
+    """Zero V random joints on L random valid frames (both persons): joint-level "Cutout".
+
+    Paper: V in {joints_min..joints_max} = {5..15}, L in {frames_min..frames_max} = {50..100}; the
+    frames need not be contiguous and the same joints are zeroed on each chosen frame.
+    ``variant="released-code"``: L in {20..50} when the array has fewer than 100 frames (T < 100).
+    L is clipped to each sample's valid length (a 40-frame sequence with L = 70 has all 40 frames
+    masked) and V to the number of joints.
+    Params: ``mask`` (B, T, V) bool, exactly the zeroed (frame, joint) pairs (all persons and axes);
+    ``joints`` (B,) and ``frames`` (B,) counts actually used.
+    """
+
+    name: ClassVar[str] = "joint_mask"
+    joints_min: int = 5
+    joints_max: int = 15
+    frames_min: int | None = None  # None: 50 (paper), or 20 when T < 100 in the released code
+    frames_max: int | None = None  # None: 100 (paper), or 50 when T < 100 in the released code
+    variant: str = "paper"
+
+    def __post_init__(self) -> None:
+        _resolve_variant(self.variant)
+        lo, hi = self.frame_range(150)
+        if not (0 <= self.joints_min <= self.joints_max) or not (0 <= lo <= hi):
+            raise ConfigError(f"joint_mask: need 0 <= joints_min <= joints_max and 0 <= frames_min <= "
+                              f"frames_max, got {self}")
+
+    def frame_range(self, frames: int) -> tuple[int, int]:
+        short = self.variant == "released-code" and frames < 100
+        lo = self.frames_min if self.frames_min is not None else (20 if short else 50)
+        hi = self.frames_max if self.frames_max is not None else (50 if short else 100)
+        return lo, hi
+
+    def draw(self, x: torch.Tensor, lengths: torch.Tensor, gen: torch.Generator | None = None) -> Params:
+        b, t, _, v, _ = x.shape
+        dev = x.device
+        lo, hi = self.frame_range(t)
+        nj = _randint(gen, (b,), self.joints_min, self.joints_max, dev).clamp_max(v)
+        nf = torch.minimum(_randint(gen, (b,), lo, hi, dev), lengths)
+        jsel = _random_subset(gen, v, nj, None, dev)
+        fsel = _random_subset(gen, t, nf, valid_mask(lengths, t), dev)
+        return {"mask": fsel[:, :, None] & jsel[:, None, :], "joints": nj, "frames": nf}
+
+    def apply(self, x: torch.Tensor, lengths: torch.Tensor, params: Params) -> torch.Tensor:
+        return x.masked_fill(params["mask"][:, :, None, :, None], 0)
+
+
+@dataclass(frozen=True)
+class ChannelMask(Augmentation):
+    """Zero one random coordinate axis for the whole sequence: a 2D projection of the motion.
+
+    Params: ``mask`` (B, C) bool, the zeroed axis; ``axis`` (B,).
+    """
+
+    name: ClassVar[str] = "channel_mask"
+
+    def draw(self, x: torch.Tensor, lengths: torch.Tensor, gen: torch.Generator | None = None) -> Params:
+        axis = _randint(gen, (x.shape[0],), 0, x.shape[-1] - 1, x.device)
+        return {"axis": axis, "mask": F.one_hot(axis, x.shape[-1]).bool()}
+
+    def apply(self, x: torch.Tensor, lengths: torch.Tensor, params: Params) -> torch.Tensor:
+        return x.masked_fill(params["mask"][:, None, None, None, :], 0)
+
+
+@dataclass(frozen=True)
+class Identity(Augmentation):
+    """No augmentation: the baseline the paper compares against."""
+
+    name: ClassVar[str] = "none"
+
+    def apply(self, x: torch.Tensor, lengths: torch.Tensor, params: Params) -> torch.Tensor:
+        return x
+
+
+AUGMENTATIONS: dict[str, type[Augmentation]] = {
+    cls.name: cls for cls in (Rotate, Shear, Reverse, Noise, Blur, JointMask, ChannelMask, Identity)
+}
+
+# The paper's order of presentation (Fig. 2), used by plots and benchmarks.
+ALL_SEVEN: tuple[str, ...] = ("rotate", "shear", "reverse", "noise", "blur", "joint_mask", "channel_mask")
+
+
+@dataclass(frozen=True)
+class Compose:
+    """Apply augmentations in order, each with its own draws from the same generator."""
+
+    ops: tuple[Augmentation, ...] = field(default_factory=tuple)
+
+    def __call__(self, x: torch.Tensor, lengths: torch.Tensor,
+                 gen: torch.Generator | None = None) -> torch.Tensor:
+        _check(x, lengths)
+        lengths = lengths.to(x.device)
+        for op in self.ops:
+            x = op.apply(x, lengths, op.draw(x, lengths, gen))
+        return x
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    @property
+    def names(self) -> list[str]:
+        return [op.name for op in self.ops]
+
+
+def _make(name: Any, params: Any, where: str) -> Augmentation:
+    if not isinstance(name, str) or name not in AUGMENTATIONS:
+        raise ConfigError(f"{where}: unknown augmentation {name!r}; known: {', '.join(AUGMENTATIONS)}")
+    if params is None:
+        params = {}
+    if not isinstance(params, Mapping):
+        raise ConfigError(f"{where}: parameters of {name!r} must be a mapping, got {params!r}")
+    cls = AUGMENTATIONS[name]
+    known = [f.name for f in fields(cls)]
+    bad = sorted(set(params) - set(known))
+    if bad:
+        raise ConfigError(f"{where}: unknown parameter(s) {bad} for augmentation {name!r}; "
+                          f"known: {', '.join(known) or 'none'}")
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: bad parameters for augmentation {name!r}: {exc}") from None
+
+
+def build_augment(spec: str | Iterable[Any] | Compose | None) -> Compose:
+    """Build a :class:`Compose` from a config spec.
+
+    Args:
+        spec: a list whose items are names (``"reverse"``), one-key mappings of a name to its
+            parameters (``{"shear": {"amplitude": 0.5}}``) or augmentation objects; a single name;
+            ``None`` or ``[]`` for no augmentation.
+
+    Raises:
+        ConfigError: an unknown name or parameter, naming the known ones.
+    """
+    if spec is None:
+        return Compose(())
+    if isinstance(spec, Compose):
+        return spec
+    if isinstance(spec, (str, Mapping, Augmentation)):
+        spec = [spec]
+    ops: list[Augmentation] = []
+    for i, item in enumerate(spec):
+        where = f"augment[{i}]"
+        if isinstance(item, Augmentation):
+            ops.append(item)
+        elif isinstance(item, str):
+            ops.append(_make(item, None, where))
+        elif isinstance(item, Mapping) and len(item) == 1:
+            (name, params), = item.items()
+            ops.append(_make(name, params, where))
+        else:
+            raise ConfigError(f"{where}: expected an augmentation name or a one-key mapping "
+                              f"{{name: {{param: value}}}}, got {item!r}; known names: {', '.join(AUGMENTATIONS)}")
+    return Compose(tuple(op for op in ops if not isinstance(op, Identity)))
