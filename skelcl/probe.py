@@ -494,9 +494,10 @@ def _train_classifier(encoder: SequenceEncoder, head: nn.Module, x: ArrayLike, l
                       sched: Any, batch_size: int, seed: int, device: torch.device, augment: Any,
                       grad_clip: float | None, progress: bool, desc: str) -> list[dict[str, float]]:
     """Train encoder + head with cross entropy on samples ``idx``; returns per-epoch loss / train top-1."""
-    from .augment import build_augment
-
-    aug = build_augment(augment) if augment is not None else None
+    aug = None
+    if augment is not None:
+        from .augment import build_augment
+        aug = build_augment(augment)
     gen = torch.Generator().manual_seed(seed)
     gen_aug = torch.Generator().manual_seed(seed + 1)
     params = [p for p in list(encoder.parameters()) + list(head.parameters()) if p.requires_grad]
