@@ -1,9 +1,107 @@
-"""CLI commands: evaluate (filled in by its issue)."""
+"""CLI commands: ``evaluate``, ``run``, ``demo`` and ``reproduce``."""
 
 from __future__ import annotations
 
 import argparse
 
+from .train import add_config_args, config_from_args
+
+
+def _print_summary(res: dict, out: str) -> None:
+    from ..experiment import format_run_summary
+
+    print()
+    print(format_run_summary(res))
+    print(f"\nresults.json, loss.png, tsne.png, confusion.png in {out}")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from ..experiment import evaluate_checkpoint
+    from ..report import markdown_table
+
+    fractions = [float(f) for f in args.fractions.split(",")]
+    res = evaluate_checkpoint(args.checkpoint, [args.protocol], dataset=args.dataset, root=args.root,
+                              data_protocol=args.split, overrides=args.overrides, out_dir=args.out,
+                              fractions=fractions, progress=not args.quiet)
+    rows = []
+    if "linear" in res:
+        lin = res["linear"]
+        rows.append(["linear (final epoch)", lin["top1"], lin["top5"]])
+        rows.append(["linear (best test epoch, selected on test: not a result)", lin["best_epoch_top1"], ""])
+    if "knn" in res:
+        rows.append([f"kNN k={res['knn'].get('k')}", res["knn"]["top1"], res["knn"].get("top5", "")])
+    for frac, r in res.get("semi", {}).items():
+        rows.append([f"semi {float(frac) * 100:g}% labels: fine-tuned", r["finetune"]["top1"], r["finetune"]["top5"]])
+        rows.append([f"semi {float(frac) * 100:g}% labels: + linear on all", r["linear"]["top1"], r["linear"]["top5"]])
+    print(markdown_table([f"{res['dataset']} {res['protocol']} {res['representation']}", "top-1 %", "top-5 %"], rows))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..experiment import run
+
+    cfg = config_from_args(args)
+    out = args.out or f"runs/{cfg.name}"
+    res = run(cfg, out, resume=args.resume, progress=not args.quiet)
+    _print_summary(res, out)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ..experiment import demo
+
+    res = demo(args.out, overrides=args.overrides, progress=not args.quiet)
+    print(f"\nskelcl demo: AS-CAL pretraining on the synthetic set ({res['dataset']}, protocol {res['protocol']}),"
+          f" {res['seconds']:.0f} s in all")
+    _print_summary(res, args.out)
+    return 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from ..reproduce import reproduce
+
+    table = reproduce(args.name, root=args.root, out_dir=args.out or f"runs/reproduce-{args.name}",
+                      seeds=[int(s) for s in args.seeds.split(",")], preset=args.preset,
+                      overrides=args.overrides, progress=not args.quiet, folds=args.folds)
+    print(table)
+    return 0
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this module's sub-commands."""
+    p = sub.add_parser("evaluate", help="evaluate a pretrained checkpoint: linear, kNN or semi-supervised")
+    p.add_argument("checkpoint", help="run folder or checkpoint.pt")
+    p.add_argument("--protocol", choices=["linear", "knn", "semi"], default="linear")
+    p.add_argument("--dataset", default=None, help="dataset format (default: the run's own)")
+    p.add_argument("--root", default=None, help="dataset folder (default: the run's own)")
+    p.add_argument("--split", default=None, help="data protocol, e.g. xsub, fold2, xview (default: the run's)")
+    p.add_argument("--fractions", default="0.01,0.1,0.5", help="label fractions for --protocol semi")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override e.g. probe.representation=cae+ or probe.standardize=true")
+    p.add_argument("--out", default=None, help="where results.json goes (default: the run folder)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("run", help="pretrain + linear evaluation in one go, one results.json")
+    add_config_args(p)
+    p.add_argument("--out", default=None, help="run folder (default runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue a killed run in --out")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("demo", help="the main job: pretrain + evaluate on the embedded synthetic set (~1-3 min)")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("reproduce", help="reproduce a paper table (sbu: Table V; nucla: cross-view)")
+    p.add_argument("name", choices=["sbu", "nucla"])
+    p.add_argument("--root", default=None, help="dataset folder")
+    p.add_argument("--out", default=None)
+    p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
+    p.add_argument("--folds", default=None, help="subset of folds/protocols, e.g. fold1,fold2")
+    p.add_argument("--preset", choices=["ours", "paper"], default="ours",
+                   help="ours: skelcl's tuned settings; paper: the paper's settings")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_reproduce)

@@ -1,0 +1,98 @@
+"""Pretraining: the loss falls, checkpoints are plain dicts, resume is bit-identical, NaN stops cleanly."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from skelcl.config import load_config
+from skelcl.contrast import ContrastiveLearner
+from skelcl.layouts import custom_layout
+from skelcl.store import SkeletonDataset
+from skelcl.train import TrainingDiverged, load_checkpoint, pretrain
+
+
+def tiny_dataset(n=96, t=16, seed=0) -> SkeletonDataset:
+    """Random-walk 'actions' of 4 classes with class-specific drift, 1 person x 5 joints."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 4
+    drift = rng.normal(size=(4, 1, 1, 5, 3)) * 0.1
+    steps = rng.normal(size=(n, t, 1, 5, 3)) * 0.3 + drift[labels]
+    x = np.cumsum(steps, axis=1).astype(np.float32)
+    lengths = rng.integers(t // 2, t + 1, size=n)
+    for i, L in enumerate(lengths):
+        x[i, L:] = 0
+    idx = np.arange(n)
+    return SkeletonDataset(x=x, lengths=lengths.astype(np.int64), labels=labels.astype(np.int64),
+                           layout=custom_layout(5, 0, [(1, 0), (2, 1), (3, 1), (4, 1)]),
+                           class_names=[f"c{i}" for i in range(4)],
+                           protocols={"all": (idx, idx)}, name="tiny")
+
+
+def tiny_config(**extra):
+    overrides = ["data.protocol=all", "model.hidden=32", "contrast.queue_size=64", "contrast.momentum=0.99",
+                 "contrast.temperature=0.1", "contrast.normalize=true", "optim.lr=0.05", "optim.epochs=6",
+                 "optim.milestones=[4]", "optim.batch_size=16", "train.tensorboard=false", "train.device=cpu",
+                 "augment=[reverse, {shear: {amplitude: 0.3}}]"]
+    overrides += [f"{k}={v}" for k, v in extra.items()]
+    return load_config(None, overrides)
+
+
+def test_short_pretraining_lowers_loss_and_writes_run_files(tmp_path):
+    res = pretrain(tiny_config(**{"optim.epochs": 8}), tmp_path, dataset=tiny_dataset(), progress=False)
+    losses = [r["loss"] for r in res.metrics]
+    assert len(losses) == 8
+    # epoch 1 still contrasts against the random initial queue; compare with the first full-queue epoch
+    assert losses[-1] < 0.7 * losses[1], losses
+    for f in ("config.yaml", "checkpoint.pt", "metrics.csv", "loss.png", "encoder.safetensors"):
+        assert (tmp_path / f).exists(), f
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)  # a plain dict
+    assert ckpt["epoch"] == 8 and ckpt["config"]["optim"]["epochs"] == 8
+    learner, cfg = load_checkpoint(tmp_path)
+    assert isinstance(learner, ContrastiveLearner) and cfg.model.hidden == 32
+    from safetensors.torch import load_file
+
+    enc = load_file(str(tmp_path / "encoder.safetensors"))
+    torch.testing.assert_close(enc["rnn.weight_ih_l0"], learner.encoder_q.rnn.weight_ih_l0)
+
+
+def _weights(path: Path) -> dict:
+    return torch.load(path / "checkpoint.pt", weights_only=True)["learner"]
+
+
+def test_interrupted_and_resumed_run_is_bit_identical(tmp_path):
+    ds = tiny_dataset()
+    cfg = tiny_config()
+    pretrain(cfg, tmp_path / "full", dataset=ds, progress=False)
+    pretrain(cfg, tmp_path / "cut", dataset=ds, progress=False, stop_after=2)
+    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["epoch"] == 2
+    pretrain(cfg, tmp_path / "cut", dataset=ds, progress=False, resume=True)
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "cut")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+@pytest.mark.parametrize("paradigm", ["end_to_end", "memory_bank"])
+def test_other_paradigms_train(tmp_path, paradigm):
+    res = pretrain(tiny_config(**{"contrast.paradigm": paradigm, "optim.epochs": 2}), tmp_path,
+                   dataset=tiny_dataset(), progress=False)
+    assert all(np.isfinite(r["loss"]) for r in res.metrics)
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(tmp_path, monkeypatch):
+    ds = tiny_dataset()
+    cfg = tiny_config()
+    pretrain(cfg, tmp_path, dataset=ds, progress=False, stop_after=1)
+    good = _weights(tmp_path)
+    orig = ContrastiveLearner.forward
+
+    def poisoned(self, *a, **k):
+        return orig(self, *a, **k) * float("nan")
+
+    monkeypatch.setattr(ContrastiveLearner, "forward", poisoned)
+    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 2"):
+        pretrain(cfg, tmp_path, dataset=ds, progress=False, resume=True)
+    after = _weights(tmp_path)
+    assert all(torch.equal(good[k], after[k]) for k in good)
