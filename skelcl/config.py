@@ -43,6 +43,7 @@ class ModelConfig:
     tap: str = "masked"
     input_norm: str = "none"
     dropout: float = 0.0
+    motion: bool = False
 
 
 @dataclass

@@ -51,11 +51,13 @@ class SequenceEncoder(nn.Module):
             released code does (padding included).
         input_norm: ``none`` or ``batchnorm`` (BatchNorm over the D inputs, as CMD does).
         dropout: dropout between stacked layers.
+        motion: append each frame's velocity (x[t+1] - x[t], zero at the last valid frame) to its
+            coordinates, so the RNN sees position and motion (input size 2D).
     """
 
     def __init__(self, input_dim: int, hidden: int = 256, layers: int = 1, cell: str = "lstm",
                  bidirectional: bool = False, tap: str = "masked", input_norm: str = "none",
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, motion: bool = False) -> None:
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r}; known: {', '.join(CELLS)}")
@@ -64,10 +66,12 @@ class SequenceEncoder(nn.Module):
         if input_norm not in ("none", "batchnorm"):
             raise ValueError(f"input_norm must be 'none' or 'batchnorm', got {input_norm!r}")
         self.input_dim = input_dim
+        self.motion = motion
         self.tap = tap
         self.bidirectional = bidirectional
-        self.norm = nn.BatchNorm1d(input_dim) if input_norm == "batchnorm" else None
-        self.rnn = CELLS[cell](input_dim, hidden, num_layers=layers, batch_first=True,
+        rnn_in = input_dim * (2 if motion else 1)
+        self.norm = nn.BatchNorm1d(rnn_in) if input_norm == "batchnorm" else None
+        self.rnn = CELLS[cell](rnn_in, hidden, num_layers=layers, batch_first=True,
                                bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0)
         self.output_dim = hidden * (2 if bidirectional else 1)
 
@@ -78,6 +82,10 @@ class SequenceEncoder(nn.Module):
             raise ValueError(f"encoder expects {self.input_dim} inputs per frame, got {x.shape[-1]}")
         lengths = lengths.to(x.device)
         mask = valid_mask(lengths, t)  # (N, T)
+        if self.motion:
+            vel = torch.zeros_like(x)
+            vel[:, :-1] = (x[:, 1:] - x[:, :-1]) * mask[:, 1:, None]
+            x = torch.cat([x, vel], -1)
         if self.norm is not None:
             x = self.norm(x.transpose(1, 2)).transpose(1, 2) * mask[..., None]
         if self.bidirectional:
@@ -101,4 +109,4 @@ def build_encoder(input_dim: int, cfg: "object") -> SequenceEncoder:
     """Build from a :class:`skelcl.config.ModelConfig`-like object."""
     return SequenceEncoder(input_dim, hidden=cfg.hidden, layers=cfg.layers, cell=cfg.cell,
                            bidirectional=cfg.bidirectional, tap=cfg.tap, input_norm=cfg.input_norm,
-                           dropout=cfg.dropout)
+                           dropout=cfg.dropout, motion=cfg.motion)

@@ -125,3 +125,14 @@ def test_bidirectional_encoder_excludes_padding():
     x2[0, 4:] = 5.0
     torch.testing.assert_close(enc(x, lengths).pooled, enc(x2, lengths).pooled)
     assert enc(x, lengths).pooled.shape == (2, 16)
+
+
+def test_motion_input_appends_masked_velocity():
+    torch.manual_seed(0)
+    enc = SequenceEncoder(30, hidden=8, motion=True)
+    assert enc.rnn.input_size == 60
+    x, _ = _batch(n=2, t=10)
+    lengths = torch.tensor([4, 10])
+    x2 = x.clone()
+    x2[0, 4:] = 7.0  # padding content must not leak through the velocity of the last valid frame
+    torch.testing.assert_close(enc(x, lengths).pooled, enc(x2, lengths).pooled)
