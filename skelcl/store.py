@@ -121,7 +121,11 @@ class SkeletonDataset:
                        meta={k: v[idx] for k, v in self.meta.items()}, protocols={})
 
     def summary(self) -> dict:
-        """Counts a person checks first: sequences, classes, frame statistics, persons, splits."""
+        """Counts a person checks first: sequences, classes, frame statistics, persons, splits.
+
+        Frame statistics are of the sequences as read (``meta["frames"]`` when the reader records
+        it), before cropping/padding to the fixed length T."""
+        frames = np.asarray(self.meta.get("frames", self.lengths))
         present = np.abs(self.x).reshape(len(self), self.x.shape[1], self.x.shape[2], -1).max(axis=(1, 3)) > 0
         return {
             "name": self.name,
@@ -129,9 +133,10 @@ class SkeletonDataset:
             "classes": self.num_classes,
             "shape": list(self.x.shape),
             "layout": self.layout.name,
-            "frames_min": int(self.lengths.min()) if len(self) else 0,
-            "frames_mean": float(self.lengths.mean()) if len(self) else 0.0,
-            "frames_max": int(self.lengths.max()) if len(self) else 0,
+            "frames_min": int(frames.min()) if len(self) else 0,
+            "frames_mean": float(frames.mean()) if len(self) else 0.0,
+            "frames_max": int(frames.max()) if len(self) else 0,
+            "frames_kept": int(self.x.shape[1]),
             "persons_hist": {int(k): int(v) for k, v in zip(*np.unique(present.sum(1), return_counts=True))},
             "protocols": {k: [len(tr), len(te)] for k, (tr, te) in self.protocols.items()},
         }

@@ -15,10 +15,23 @@ def add_data_args(p: argparse.ArgumentParser, default: str | None = "synthetic")
     p.add_argument("--layout", default=None,
                    help="joint layout for bring-your-own formats: ntu25, kinect20, sbu15, or "
                         "custom:V:CENTRE (V joints, 0-based centre joint)")
+    p.add_argument("--option", dest="reader_options", action="append", default=[], metavar="KEY=VALUE",
+                   help="reader option, e.g. missing_list=PATH, workers=4, cache=false (repeatable)")
 
 
 def reader_options(args: argparse.Namespace) -> dict:
-    return {"layout": args.layout} if getattr(args, "layout", None) else {}
+    """--layout and --option KEY=VALUE (values parsed as YAML) as reader keyword arguments."""
+    import yaml
+
+    from ..errors import ConfigError
+
+    opts: dict = {"layout": args.layout} if getattr(args, "layout", None) else {}
+    for item in getattr(args, "reader_options", []) or []:
+        if "=" not in item:
+            raise ConfigError(f"--option {item!r} must look like KEY=VALUE")
+        k, v = item.split("=", 1)
+        opts[k.strip()] = yaml.safe_load(v)
+    return opts
 
 
 def _datasets(args: argparse.Namespace) -> int:
@@ -43,7 +56,8 @@ def _inspect(args: argparse.Namespace) -> int:
     print(f"dataset      {s['name']}  (layout {s['layout']}, array {tuple(s['shape'])})")
     print(f"sequences    {s['sequences']}")
     print(f"classes      {s['classes']}")
-    print(f"frames       min {s['frames_min']}  mean {s['frames_mean']:.1f}  max {s['frames_max']}")
+    print(f"frames       min {s['frames_min']}  mean {s['frames_mean']:.1f}  max {s['frames_max']}  "
+          f"(as read; kept as T={s['frames_kept']})")
     print("persons      " + "  ".join(f"{k}: {v}" for k, v in s["persons_hist"].items()))
     protocols = s["protocols"]
     if args.protocol:

@@ -166,12 +166,14 @@ def _build(*, fmt: str, path: Path, samples: Iterable[np.ndarray], n: int, names
     keep = np.ones(n, dtype=bool)
     skipped: list[str] = []
     out_len = np.zeros(n, dtype=np.int64)
+    raw_frames = np.zeros(n, dtype=np.int64)
     batch: list[np.ndarray] = []
     batch_idx: list[int] = []
 
     def flush() -> None:
         if batch:
             xb, lb = to_canonical(batch, layout, pre)
+            raw_frames[batch_idx] = [b.shape[0] for b in batch]
             x[batch_idx] = xb
             out_len[batch_idx] = lb
             batch.clear()
@@ -221,6 +223,7 @@ def _build(*, fmt: str, path: Path, samples: Iterable[np.ndarray], n: int, names
         raise DataFormatError(path, f"no usable samples; first problem: {first}")
     meta = dict(meta or {})
     meta["name"] = np.asarray(names)
+    meta["frames"] = raw_frames
     if not keep.all():
         x, out_len, labels = x[keep], out_len[keep], labels[keep]
         meta = {k: np.asarray(v)[keep] for k, v in meta.items()}

@@ -653,6 +653,7 @@ def read_ntu(root: str | Path, pre: Preprocess, variant: str = "ntu60", *, skip_
     x = np.zeros((len(jobs), pre.frames, pre.persons, NUM_JOINTS, 3), dtype=pre.dtype)
     lengths = np.zeros(len(jobs), dtype=np.int64)
     kept: list[str] = []
+    raw_frames: list[int] = []
     bar = tqdm(total=len(jobs), desc=f"reading {variant}", unit="file",
                disable=(None if progress is None else not _as_bool(progress, "progress")))
     pool = None
@@ -671,6 +672,7 @@ def read_ntu(root: str | Path, pre: Preprocess, variant: str = "ntu60", *, skip_
                     bad(*err)
                 continue
             xi, li = to_canonical([seq], NTU25, pre)
+            raw_frames.append(seq.shape[0])
             x[len(kept)] = xi[0]
             lengths[len(kept)] = li[0]
             kept.append(path)
@@ -685,7 +687,8 @@ def read_ntu(root: str | Path, pre: Preprocess, variant: str = "ntu60", *, skip_
     n = len(kept)
     if n < len(jobs):
         x, lengths = x[:n], lengths[:n]  # a view: no second copy of a large array
-    meta = {"name": np.array([Path(k).name[: -len(".skeleton")] for k in kept])}
+    meta = {"name": np.array([Path(k).name[: -len(".skeleton")] for k in kept]),
+            "frames": np.asarray(raw_frames, dtype=np.int64)}
     for key, src in (("setup", "setup"), ("view", "camera"), ("subject", "subject"), ("replication", "replication")):
         meta[key] = np.array([infos[k][src] for k in kept], dtype=np.int64)
     labels = np.array([infos[k]["action"] - 1 for k in kept], dtype=np.int64)

@@ -179,6 +179,7 @@ def read_sbu(root: str | Path, pre: Preprocess, *, skip_bad: bool = False, **opt
         protocols[fold] = (np.flatnonzero(train), np.flatnonzero(test))
     return SkeletonDataset(
         x=x, lengths=lengths, labels=np.asarray(labels, dtype=np.int64), layout=SBU15,
-        meta={"name": np.asarray(names), "set": set_arr, "subject": set_arr.copy()},
+        meta={"name": np.asarray(names), "set": set_arr, "subject": set_arr.copy(),
+              "frames": np.asarray([s.shape[0] for s in seqs], dtype=np.int64)},
         class_names=list(SBU_CLASSES), protocols=protocols, name="sbu", skipped=skipped,
     )
