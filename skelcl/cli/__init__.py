@@ -10,7 +10,7 @@ from typing import Sequence
 from ..errors import SkelclError
 
 # Sub-command modules, each with ``register(subparsers)``; a command sets ``func(args) -> int``.
-_MODULES = ("data", "augment", "train", "evaluate")
+_MODULES = ("data", "augment", "train", "evaluate", "sweep")
 
 
 def build_parser() -> argparse.ArgumentParser:
