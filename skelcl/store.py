@@ -41,6 +41,9 @@ class Preprocess:
             left-right axis (shoulders + hips, averaged over valid frames) points along +x.
         scale: divide by person 1's mean bone length, making body size irrelevant.
         dtype: storage dtype (``float32`` or ``float16``; batches are always float32).
+        person_order: ``file`` keeps the persons in the order read (the paper); ``motion`` puts the
+            person who moves most first, so that in two-person interactions slot 1 is consistently
+            the active actor (a pusher, a kicker) rather than whoever the sensor listed first.
     """
 
     frames: int = 64
@@ -50,6 +53,7 @@ class Preprocess:
     view_align: bool = False
     scale: bool = False
     dtype: str = "float32"
+    person_order: str = "file"
 
     def __post_init__(self) -> None:
         if self.length_mode not in LENGTH_MODES:
@@ -58,6 +62,8 @@ class Preprocess:
             raise ConfigError(f"centre must be one of {CENTRE_MODES}, got {self.centre!r}")
         if self.frames < 1 or self.persons < 1:
             raise ConfigError("frames and persons must be >= 1")
+        if self.person_order not in ("file", "motion"):
+            raise ConfigError(f"person_order must be 'file' or 'motion', got {self.person_order!r}")
         if self.dtype not in ("float32", "float16"):
             raise ConfigError(f"dtype must be float32 or float16, got {self.dtype!r}")
 
@@ -154,6 +160,14 @@ def _resample(seq: np.ndarray, frames: int) -> np.ndarray:
     return (1 - w) * seq[lo] + w * seq[hi]
 
 
+def _motion(seq: np.ndarray) -> np.ndarray:
+    """(M,) total joint displacement of each person of a (T, M, V, C) sequence over frames where present."""
+    present = np.abs(seq).reshape(seq.shape[0], seq.shape[1], -1).max(-1) > 0  # (T, M)
+    both = present[1:] & present[:-1]
+    step = np.linalg.norm(seq[1:] - seq[:-1], axis=-1).sum(-1)  # (T-1, M)
+    return (step * both).sum(0)
+
+
 def _yaw_align(seq: np.ndarray, present: np.ndarray, layout: JointLayout) -> np.ndarray:
     """Rotate (T, M, V, 3) about y so person 1's left->right vector points along +x."""
     if not layout.left_right:
@@ -191,7 +205,10 @@ def to_canonical(
     x = np.zeros((n, pre.frames, pre.persons, v, c), dtype=np.float32)
     lengths = np.zeros(n, dtype=np.int64)
     for i, raw in enumerate(seqs):
-        seq = np.asarray(raw, dtype=np.float64)[:, : pre.persons]
+        seq = np.asarray(raw, dtype=np.float64)
+        if pre.person_order == "motion" and seq.shape[1] > 1:
+            seq = seq[:, np.argsort(-_motion(seq), kind="stable")]
+        seq = seq[:, : pre.persons]
         t = seq.shape[0]
         if t > pre.frames:
             seq = seq[: pre.frames] if pre.length_mode == "crop" else _resample(seq, pre.frames)

@@ -1,0 +1,83 @@
+"""Preprocessing into the canonical (N, T, M, V, C) form."""
+
+import numpy as np
+import pytest
+
+from skelcl.errors import ConfigError
+from skelcl.layouts import NTU25, SBU15
+from skelcl.store import Preprocess, SkeletonDataset, load_cache, save_cache, to_canonical
+
+
+def _seq(t, m=1, v=25, seed=0):
+    return np.random.default_rng(seed).normal(size=(t, m, v, 3)) + 1.0
+
+
+def test_pad_crop_and_resample():
+    short, long = _seq(5), _seq(30)
+    x, lengths = to_canonical([short, long], NTU25, Preprocess(frames=10, persons=2, centre="none"))
+    assert x.shape == (2, 10, 2, 25, 3) and x.dtype == np.float32
+    assert lengths.tolist() == [5, 10]
+    assert np.all(x[0, 5:] == 0) and np.all(x[:, :, 1] == 0)  # padding and the absent 2nd person
+    np.testing.assert_allclose(x[1, :, 0], long[:10, 0], rtol=1e-6)  # cropped to the first T frames
+    x, lengths = to_canonical([short, long], NTU25, Preprocess(frames=10, persons=1, length_mode="resample",
+                                                               centre="none"))
+    assert lengths.tolist() == [5, 10]
+    np.testing.assert_allclose(x[1, 0], long[0, 0], rtol=1e-6)
+    np.testing.assert_allclose(x[1, -1], long[-1, 0], rtol=1e-6)
+    x, lengths = to_canonical([short], NTU25, Preprocess(frames=10, persons=1, length_mode="resample_all"))
+    assert lengths.tolist() == [10]
+
+
+def test_centring_on_the_middle_spine_joint_keeps_padding_zero():
+    x, _ = to_canonical([_seq(4, m=2)], NTU25, Preprocess(frames=6, persons=2))
+    assert np.all(x[0, :4, :, NTU25.centre] == 0)
+    assert np.abs(x[0, :4]).sum() > 0 and np.all(x[0, 4:] == 0)
+
+
+def test_person_order_motion_puts_the_mover_first():
+    seq = np.zeros((8, 2, 15, 3))
+    seq[:, 0] = 1.0  # standing still
+    seq[:, 1] = np.linspace(0, 1, 8)[:, None, None] + np.arange(15)[None, :, None] * 0.01 + 2
+    x, _ = to_canonical([seq], SBU15, Preprocess(frames=8, persons=2, centre="none", person_order="motion"))
+    np.testing.assert_allclose(x[0, :, 0], seq[:, 1], rtol=1e-6)
+    x, _ = to_canonical([seq], SBU15, Preprocess(frames=8, persons=2, centre="none"))
+    np.testing.assert_allclose(x[0, :, 0], seq[:, 0], rtol=1e-6)
+
+
+def test_view_align_turns_the_body_to_face_the_camera():
+    seq = _seq(6, v=25) * 0.05
+    theta = 0.7  # shoulders/hips along a direction rotated in the x-z plane
+    for left, right in NTU25.left_right:
+        seq[:, 0, left] += [-np.cos(theta) * 0.2, 0, -np.sin(theta) * 0.2]
+        seq[:, 0, right] += [np.cos(theta) * 0.2, 0, np.sin(theta) * 0.2]
+    x, _ = to_canonical([seq], NTU25, Preprocess(frames=6, persons=1, view_align=True))
+    vec = sum(x[0, :, 0, r] - x[0, :, 0, l] for l, r in NTU25.left_right).mean(0)
+    assert vec[0] > 0 and abs(vec[2]) < 1e-4 * abs(vec[0])
+    bones = lambda a: np.linalg.norm(a[..., [b for b, _ in NTU25.bones], :] - a[..., [p for _, p in NTU25.bones], :], axis=-1)
+    centred = seq - seq[:, :, NTU25.centre:NTU25.centre + 1]
+    np.testing.assert_allclose(bones(x[0, :, 0]), bones(centred[:, 0]), rtol=1e-4)  # a rotation
+
+
+def test_scale_normalises_body_size():
+    seq = _seq(5)
+    a, _ = to_canonical([seq], NTU25, Preprocess(frames=5, persons=1, scale=True))
+    b, _ = to_canonical([seq * 3.0], NTU25, Preprocess(frames=5, persons=1, scale=True))
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_bad_preprocess_options_are_config_errors():
+    with pytest.raises(ConfigError, match="length_mode"):
+        Preprocess(length_mode="stretch")
+    with pytest.raises(ConfigError, match="person_order"):
+        Preprocess(person_order="height")
+
+
+def test_cache_round_trip(tmp_path):
+    x, lengths = to_canonical([_seq(4), _seq(7)], NTU25, Preprocess(frames=8, persons=1))
+    ds = SkeletonDataset(x=x, lengths=lengths, labels=np.array([0, 1]), layout=NTU25,
+                         meta={"name": np.array(["a", "b"])}, class_names=["p", "q"],
+                         protocols={"p": (np.array([0]), np.array([1]))}, name="t")
+    save_cache(tmp_path / "c.npz", ds)
+    back = load_cache(tmp_path / "c.npz")
+    assert np.array_equal(back.x, ds.x) and back.layout == NTU25 and back.split("p")[1].tolist() == [1]
+    assert back.meta["name"].tolist() == ["a", "b"] and back.class_names == ["p", "q"]
