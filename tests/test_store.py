@@ -22,8 +22,8 @@ def test_pad_crop_and_resample():
     x, lengths = to_canonical([short, long], NTU25, Preprocess(frames=10, persons=1, length_mode="resample",
                                                                centre="none"))
     assert lengths.tolist() == [5, 10]
-    np.testing.assert_allclose(x[1, 0], long[0, 0], rtol=1e-6)
-    np.testing.assert_allclose(x[1, -1], long[-1, 0], rtol=1e-6)
+    np.testing.assert_allclose(x[1, 0, 0], long[0, 0], rtol=1e-6)
+    np.testing.assert_allclose(x[1, -1, 0], long[-1, 0], rtol=1e-6)
     x, lengths = to_canonical([short], NTU25, Preprocess(frames=10, persons=1, length_mode="resample_all"))
     assert lengths.tolist() == [10]
 
