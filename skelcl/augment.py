@@ -452,6 +452,37 @@ class ChannelMask(Augmentation):
 
 
 @dataclass(frozen=True)
+class SwapPersons(Augmentation):
+    """Swap the first two persons with probability p: which actor the sensor listed first is arbitrary.
+
+    Not one of the paper's seven. In two-person interactions (SBU, NTU mutual actions) it teaches the
+    encoder that the order of the persons carries no meaning. Samples whose second person is absent
+    are left alone. Params: ``swap`` (B,) bool.
+    """
+
+    name: ClassVar[str] = "swap_persons"
+    p: float = 0.5
+
+    def __post_init__(self) -> None:
+        _need(0 <= self.p <= 1, "swap_persons.p must be in [0, 1]", self.p)
+
+    def draw(self, x: torch.Tensor, lengths: torch.Tensor, gen: torch.Generator | None = None) -> Params:
+        swap = _rand(gen, (x.shape[0],), x.device) < self.p
+        if x.shape[2] < 2:
+            return {"swap": torch.zeros_like(swap)}
+        second = x[:, :, 1].flatten(1).abs().amax(1) > 0
+        return {"swap": swap & second}
+
+    def apply(self, x: torch.Tensor, lengths: torch.Tensor, params: Params) -> torch.Tensor:
+        if x.shape[2] < 2:
+            return x
+        order = torch.arange(x.shape[2], device=x.device)
+        swapped = order.clone()
+        swapped[0], swapped[1] = 1, 0
+        return torch.where(params["swap"][:, None, None, None, None], x[:, :, swapped], x)
+
+
+@dataclass(frozen=True)
 class Identity(Augmentation):
     """No augmentation: the baseline the paper compares against."""
 
@@ -462,7 +493,7 @@ class Identity(Augmentation):
 
 
 AUGMENTATIONS: dict[str, type[Augmentation]] = {
-    cls.name: cls for cls in (Rotate, Shear, Reverse, Noise, Blur, JointMask, ChannelMask, Identity)
+    cls.name: cls for cls in (Rotate, Shear, Reverse, Noise, Blur, JointMask, ChannelMask, SwapPersons, Identity)
 }
 
 # The paper's order of presentation (Fig. 2), used by plots and benchmarks.

@@ -343,7 +343,7 @@ def test_build_augment_specs():
     assert len(build_augment(["none"])) == 0 and len(build_augment(None)) == 0
     assert build_augment([{"blur": None}]).ops == (Blur(),)
     assert build_augment([{"rotate": {"variant": "released-code"}}]).ops[0].minor == 0.0
-    assert set(AUGMENTATIONS) == set(ALL_SEVEN) | {"none"}
+    assert set(AUGMENTATIONS) == set(ALL_SEVEN) | {"none", "swap_persons"}
     for cls in AUGMENTATIONS.values():
         assert cls.__doc__ and cls.__doc__.strip()
 
@@ -433,3 +433,20 @@ def test_cli_show_augment_synthetic(tmp_path):
     out = tmp_path / "syn.png"
     assert main(["show-augment", "--out", str(out), "--frames", "2"]) == 0
     assert out.stat().st_size > 10_000
+
+
+def test_swap_persons_swaps_exactly_the_drawn_two_person_samples():
+    from skelcl.augment import SwapPersons
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(16, 6, 2, 4, 3, generator=g)
+    x[:4, :, 1] = 0  # one-person samples
+    lengths = torch.full((16,), 6)
+    op = SwapPersons(p=0.5)
+    params = op.draw(x, lengths, torch.Generator().manual_seed(0))
+    y = op.apply(x, lengths, params)
+    swap = params["swap"]
+    assert not swap[:4].any() and swap.any() and (~swap[4:]).any()
+    assert torch.equal(y[swap][:, :, 0], x[swap][:, :, 1]) and torch.equal(y[swap][:, :, 1], x[swap][:, :, 0])
+    assert torch.equal(y[~swap], x[~swap])
+    assert torch.equal(op.apply(y, lengths, params), x)  # an involution
