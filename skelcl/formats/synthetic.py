@@ -22,7 +22,15 @@ How a sample is made:
 Classes share body parts and differ in direction and timing (wave vs. circle with the same hand,
 punch vs. handshake, squat vs. jump vs. bow, walk in place vs. approach), so that a linear classifier on
 raw coordinates is far from perfect and learned representations have room to help. No class is the
-time reversal of another (reverse augmentation would make such a pair identical).
+time reversal of another (reverse augmentation would make such a pair identical). Every sequence
+starts from a relaxed stance, so the first frame says little about the class.
+
+Views: the camera yaw is uniform in [-max_yaw, max_yaw] (default +-90 degrees) split into 3 equal
+bins, view 1 being the most negative; ``xview`` tests on view 1, so it measures extrapolation to
+unseen viewpoints (``Preprocess(view_align=True)`` removes most of the gap).
+
+Measured with the defaults (seed 0, standardised logistic regression, test top-1): flattened first
+frame 13 % (xsub) / 13 % (xview); whole sequence 72 % / 36 %; whole sequence with view_align 84 % / 87 %.
 """
 
 from __future__ import annotations
@@ -628,11 +636,11 @@ def _number(name: str, value: Any, kind: type, lo: float, hi: float) -> Any:
 
 
 DEFAULTS: dict[str, Any] = {"classes": None, "per_class": 48, "seed": 0, "frames_range": (40, 64),
-                            "noise": 0.01, "max_yaw": 75.0}
+                            "noise": 0.01, "max_yaw": 90.0}
 
 
 def generate(classes: Any = None, per_class: int = 48, seed: int = 0, frames_range: Any = (40, 64),
-             noise: float = 0.01, max_yaw: float = 75.0) -> dict[str, Any]:
+             noise: float = 0.01, max_yaw: float = 90.0) -> dict[str, Any]:
     """Generate raw variable-length sequences (before :func:`~skelcl.store.to_canonical`).
 
     Args:
@@ -642,7 +650,7 @@ def generate(classes: Any = None, per_class: int = 48, seed: int = 0, frames_ran
         seed: dataset seed (>= 0); the same options give bit-identical data.
         frames_range: (min, max) sequence length in frames, drawn uniformly per sample.
         noise: standard deviation (metres) of the Gaussian jitter added to every present joint.
-        max_yaw: camera yaw range in degrees, [-max_yaw, max_yaw], split into 3 view bins.
+        max_yaw: camera yaw range in degrees, [-max_yaw, max_yaw], split into 3 view bins (1 lowest).
 
     Returns:
         dict with ``seqs`` (list of (T_i, 2, 25, 3) float64), ``labels``, ``subject``, ``view``,
@@ -680,7 +688,7 @@ _OPTIONS_HELP = {
     "seed": "dataset seed (default 0); same options give bit-identical data",
     "frames_range": "MIN,MAX frames per raw sequence (default 40,64)",
     "noise": "Gaussian jitter in metres (default 0.01)",
-    "max_yaw": "camera yaw range +-degrees, 3 view bins (default 75)",
+    "max_yaw": "camera yaw range +-degrees, 3 view bins (default 90)",
 }
 
 
