@@ -44,6 +44,7 @@ class ModelConfig:
     input_norm: str = "none"
     dropout: float = 0.0
     motion: bool = False
+    person_pool: str = "concat"
 
 
 @dataclass
@@ -51,7 +52,9 @@ class ContrastConfig:
     """The contrastive learner (paper III-B).
 
     paradigm: ``queue`` (AS-CAL / MoCo), ``end_to_end`` (in-batch negatives) or ``memory_bank``.
-    normalize: L2-normalise q and k (MoCo) instead of the paper's raw dot products.
+    normalize: L2-normalise q and k (MoCo) instead of the paper's raw dot products. On by default:
+        on SBU (5 folds) it gave 66.9 vs 61.8 linear top-1 and 77.6 vs 39.3 kNN (docs/RESULTS.md);
+        ``*-paper.yaml`` configs turn it off and use tau 0.06 as the paper does.
     head: ``none`` | ``linear`` | ``mlp`` projection head with ``head_dim`` outputs.
     fill_queue: spend one epoch filling the queue with keys before training (released code).
     """
@@ -59,8 +62,8 @@ class ContrastConfig:
     paradigm: str = "queue"
     queue_size: int = 200
     momentum: float = 0.999
-    temperature: float = 0.06
-    normalize: bool = False
+    temperature: float = 0.2
+    normalize: bool = True
     head: str = "none"
     head_dim: int = 128
     bank_momentum: float = 0.5

@@ -104,12 +104,12 @@ class ContrastiveLearner(nn.Module):
     """
 
     def __init__(self, input_dim: int, model: ModelConfig, cfg: ContrastConfig, num_samples: int = 0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, persons: int = 1) -> None:
         super().__init__()
         if cfg.paradigm not in PARADIGMS:
             raise ValueError(f"unknown paradigm {cfg.paradigm!r}; known: {', '.join(PARADIGMS)}")
         self.cfg = cfg
-        self.encoder_q: SequenceEncoder = build_encoder(input_dim, model)
+        self.encoder_q: SequenceEncoder = build_encoder(input_dim, model, persons=persons)
         feat = self.encoder_q.output_dim
         self.head_q = build_head(cfg.head, feat, cfg.head_dim)
         self.dim = feat if cfg.head == "none" else cfg.head_dim
@@ -175,7 +175,8 @@ class ContrastiveLearner(nn.Module):
         k_neg = min(cfg.queue_size, bank.shape[0])
         neg_idx = torch.randint(0, bank.shape[0], (k_neg,), device=q.device)
         loss = info_nce(q, pos, bank[neg_idx].detach(), cfg.temperature)
-        with torch.no_grad():
-            new = bank[index] * cfg.bank_momentum + q.detach() * (1 - cfg.bank_momentum)
+        with torch.no_grad():  # data-parallel: every rank applies every rank's updates (banks stay equal)
+            index, qd = _gather_all(index), _gather_all(q.detach())
+            new = bank[index] * cfg.bank_momentum + qd * (1 - cfg.bank_momentum)
             bank[index] = F.normalize(new, dim=1) if cfg.normalize else new
         return loss

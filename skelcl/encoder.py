@@ -53,12 +53,23 @@ class SequenceEncoder(nn.Module):
         dropout: dropout between stacked layers.
         motion: append each frame's velocity (x[t+1] - x[t], zero at the last valid frame) to its
             coordinates, so the RNN sees position and motion (input size 2D).
+        persons: M, the number of person slots in the input (needed by ``person_pool="mean"``).
+        person_pool: ``concat`` feeds all persons' joints as one frame vector (the paper);
+            ``mean`` runs the same RNN over each present person separately and averages their
+            states, so the encoding does not depend on the order the sensor listed the persons in.
     """
 
     def __init__(self, input_dim: int, hidden: int = 256, layers: int = 1, cell: str = "lstm",
                  bidirectional: bool = False, tap: str = "masked", input_norm: str = "none",
-                 dropout: float = 0.0, motion: bool = False) -> None:
+                 dropout: float = 0.0, motion: bool = False, persons: int = 1,
+                 person_pool: str = "concat") -> None:
         super().__init__()
+        if person_pool not in ("concat", "mean"):
+            raise ValueError(f"person_pool must be 'concat' or 'mean', got {person_pool!r}")
+        if person_pool == "mean" and input_dim % max(persons, 1):
+            raise ValueError(f"input_dim {input_dim} is not divisible by persons {persons}")
+        self.persons = max(int(persons), 1)
+        self.person_pool = person_pool
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r}; known: {', '.join(CELLS)}")
         if tap not in ("masked", "all"):
@@ -69,16 +80,39 @@ class SequenceEncoder(nn.Module):
         self.motion = motion
         self.tap = tap
         self.bidirectional = bidirectional
-        rnn_in = input_dim * (2 if motion else 1)
+        frame_dim = input_dim // self.persons if person_pool == "mean" else input_dim
+        rnn_in = frame_dim * (2 if motion else 1)
         self.norm = nn.BatchNorm1d(rnn_in) if input_norm == "batchnorm" else None
         self.rnn = CELLS[cell](rnn_in, hidden, num_layers=layers, batch_first=True,
                                bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0)
         self.output_dim = hidden * (2 if bidirectional else 1)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
+        if self.person_pool == "mean":
+            return self._forward_per_person(x, lengths)
+        return self._forward_flat(x, lengths)
+
+    def _forward_per_person(self, x: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
+        """x (N, T, M, V, C): each person through the RNN, states averaged over present persons."""
+        if x.dim() != 5 or x.shape[2] != self.persons:
+            raise ValueError(f"person_pool='mean' expects (N, T, {self.persons}, V, C) input, got {tuple(x.shape)}")
+        n, t, m = x.shape[:3]
+        present = (x.flatten(3).abs().amax(dim=(1, 3)) > 0)  # (N, M)
+        present[:, 0] |= ~present.any(1)  # an all-zero sample still gets one (zero) person
+        xp = x.permute(0, 2, 1, 3, 4).reshape(n * m, t, -1)
+        out = self._forward_flat(xp, lengths.to(x.device).repeat_interleave(m))
+        w = (present.to(out.pooled.dtype) / present.sum(1, keepdim=True)).reshape(n, m)
+
+        def pool(a: torch.Tensor) -> torch.Tensor:
+            a = a.reshape(n, m, *a.shape[1:])
+            return (a * w.reshape(n, m, *([1] * (a.dim() - 2)))).sum(1)
+
+        return EncoderOutput(states=pool(out.states), pooled=pool(out.pooled), last=pool(out.last))
+
+    def _forward_flat(self, x: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         n, t = x.shape[:2]
         x = x.reshape(n, t, -1)
-        if x.shape[-1] != self.input_dim:
+        if x.shape[-1] * (self.persons if self.person_pool == "mean" else 1) != self.input_dim:
             raise ValueError(f"encoder expects {self.input_dim} inputs per frame, got {x.shape[-1]}")
         lengths = lengths.to(x.device)
         mask = valid_mask(lengths, t)  # (N, T)
@@ -105,8 +139,9 @@ class SequenceEncoder(nn.Module):
         return EncoderOutput(states=states, pooled=pooled, last=last)
 
 
-def build_encoder(input_dim: int, cfg: "object") -> SequenceEncoder:
-    """Build from a :class:`skelcl.config.ModelConfig`-like object."""
+def build_encoder(input_dim: int, cfg: "object", persons: int = 1) -> SequenceEncoder:
+    """Build from a :class:`skelcl.config.ModelConfig`-like object; ``persons`` is M of the data."""
     return SequenceEncoder(input_dim, hidden=cfg.hidden, layers=cfg.layers, cell=cfg.cell,
                            bidirectional=cfg.bidirectional, tap=cfg.tap, input_norm=cfg.input_norm,
-                           dropout=cfg.dropout, motion=cfg.motion)
+                           dropout=cfg.dropout, motion=cfg.motion, persons=persons,
+                           person_pool=cfg.person_pool)

@@ -164,10 +164,10 @@ def evaluate_checkpoint(path: str | Path, protocols: Sequence[str] = ("linear",)
     return res
 
 
-def random_encoder(cfg: Config, input_dim: int) -> SequenceEncoder:
+def random_encoder(cfg: Config, input_dim: int, persons: int = 1) -> SequenceEncoder:
     """An untrained encoder of the same architecture (the baseline every trained encoder must beat)."""
     torch.manual_seed(cfg.train.seed)
-    return build_encoder(input_dim, cfg.model)
+    return build_encoder(input_dim, cfg.model, persons=persons)
 
 
 def run(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
@@ -190,7 +190,7 @@ def run(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool =
         input_dim = int(np.prod(ds.x.shape[2:]))
         rnd_probe = replace(cfg.probe, representation="cae" if cfg.probe.representation in ("cae", "cae+", "k")
                             else "last_q")
-        rnd = evaluate_model(random_encoder(cfg, input_dim), ds, cfg.data.protocol, rnd_probe, ("linear",),
+        rnd = evaluate_model(random_encoder(cfg, input_dim, int(ds.x.shape[2])), ds, cfg.data.protocol, rnd_probe, ("linear",),
                              device=device)
         tr, te = ds.split(cfg.data.protocol)
         raw = logistic_baseline(ds.x[tr].reshape(len(tr), -1), ds.labels[tr], ds.x[te].reshape(len(te), -1),

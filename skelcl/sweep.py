@@ -591,7 +591,7 @@ def run_task(task: Task, progress: bool = False) -> dict[str, Any]:
                            "pretrain_seconds": t1 - t0}
     if task.baselines:
         input_dim = int(np.prod(ds.x.shape[2:]))
-        rnd_enc = random_encoder(cfg, input_dim)
+        rnd_enc = random_encoder(cfg, input_dim, int(ds.x.shape[2]))
         by_rep: dict[str, Any] = {}
         for rr in dict.fromkeys(_random_rep(r) for r in task.representations):
             rnd = evaluate_model(rnd_enc, ds, cfg.data.protocol, replace(cfg.probe, representation=rr), ("linear",),

@@ -136,3 +136,19 @@ def test_motion_input_appends_masked_velocity():
     x2 = x.clone()
     x2[0, 4:] = 7.0  # padding content must not leak through the velocity of the last valid frame
     torch.testing.assert_close(enc(x, lengths).pooled, enc(x2, lengths).pooled)
+
+
+def test_person_mean_pool_is_invariant_to_person_order_and_absent_persons():
+    torch.manual_seed(0)
+    enc = SequenceEncoder(30, hidden=8, persons=2, person_pool="mean")
+    assert enc.rnn.input_size == 15
+    x, lengths = _batch(n=3, t=10)
+    swapped = x.flip(2)
+    torch.testing.assert_close(enc(x, lengths).pooled, enc(swapped, lengths).pooled)
+    one = x.clone()
+    one[:, :, 1] = 0  # an absent second person does not dilute the first one's encoding
+    alone = enc(one, lengths).pooled
+    torch.testing.assert_close(alone, enc(one.flip(2), lengths).pooled)
+    learner = ContrastiveLearner(30, ModelConfig(hidden=8, person_pool="mean"), ContrastConfig(queue_size=8),
+                                 persons=2)
+    assert torch.isfinite(learner(x, swapped, lengths))

@@ -31,8 +31,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if "knn" in res:
         rows.append([f"kNN k={res['knn'].get('k')}", res["knn"]["top1"], res["knn"].get("top5", "")])
     for frac, r in res.get("semi", {}).items():
-        rows.append([f"semi {float(frac) * 100:g}% labels: fine-tuned", r["finetune"]["top1"], r["finetune"]["top5"]])
-        rows.append([f"semi {float(frac) * 100:g}% labels: + linear on all", r["linear"]["top1"], r["linear"]["top5"]])
+        rows.append([f"semi {float(frac) * 100:g}% labels: fine-tuned", r["step1"]["top1"], r["step1"]["top5"]])
+        rows.append([f"semi {float(frac) * 100:g}% labels: + linear on all", r["step2"]["top1"], r["step2"]["top5"]])
     print(markdown_table([f"{res['dataset']} {res['protocol']} {res['representation']}", "top-1 %", "top-5 %"], rows))
     return 0
 

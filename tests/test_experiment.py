@@ -1,0 +1,65 @@
+"""run / evaluate / results.json on the embedded synthetic set: the protocols end to end."""
+
+import json
+
+import numpy as np
+import pytest
+
+from skelcl.cli import main
+from skelcl.config import load_config
+from skelcl.experiment import evaluate_checkpoint, run
+
+SMALL = ["train.tensorboard=false", "train.device=cpu"]  # the demo itself
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    res = run(load_config("synthetic", SMALL), out, progress=False)
+    return out, res
+
+
+def test_run_writes_results_json_with_every_field(trained):
+    out, res = trained
+    saved = json.loads((out / "results.json").read_text())
+    for key in ("dataset", "protocol", "representation", "linear", "knn", "baselines", "config", "seed",
+                "git_commit", "skelcl_version", "created", "pretrain_seconds", "final_loss"):
+        assert key in saved, key
+    for key in ("top1", "top5", "best_epoch_top1", "best_epoch_note", "history", "epochs"):
+        assert key in saved["linear"], key
+    assert saved["config"]["data"]["dataset"] == "synthetic" and saved["seed"] == 0
+    assert {"random_encoder", "raw_input_logistic"} <= set(saved["baselines"])
+    for f in ("loss.png", "tsne.png", "confusion.png", "encoder.safetensors", "metrics.csv"):
+        assert (out / f).stat().st_size > 0, f
+
+
+def test_trained_encoder_beats_random_encoder(trained):
+    _, res = trained
+    rnd = res["baselines"]["random_encoder"]["linear"]["top1"]
+    print("trained", res["linear"]["top1"], "random", rnd)
+    assert res["linear"]["top1"] > rnd + 5, (res["linear"]["top1"], rnd)
+
+
+def test_evaluate_knn_and_representations(trained, tmp_path):
+    out, res = trained
+    knn = evaluate_checkpoint(out, ["knn"], out_dir=tmp_path, progress=False)
+    assert 0 <= knn["knn"]["top1"] <= 100 and (tmp_path / "results.json").exists()
+    plus = evaluate_checkpoint(out, ["linear"], overrides=["probe.representation=cae+", "probe.epochs=10"],
+                               out_dir=tmp_path, progress=False)
+    assert plus["representation"] == "cae+" and plus["feature_dim"] == 2 * 128
+
+
+def test_semi_supervised_via_cli(trained, tmp_path, capsys):
+    out, _ = trained
+    rc = main(["evaluate", str(out), "--protocol", "semi", "--fractions", "0.1,0.5", "--out", str(tmp_path),
+               "--quiet", "--set", "probe.epochs=5"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "semi 10% labels" in text and "semi 50% labels" in text
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert set(saved["semi"]) == {"0.1", "0.5"}
+
+
+def test_unknown_protocol_and_missing_checkpoint_are_clear_errors(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "nothing")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
