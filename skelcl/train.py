@@ -5,6 +5,18 @@
 ``loss.png`` and, at the end, ``encoder.safetensors``. ``pretrain(..., resume=True)`` continues from
 the last checkpoint; every random draw is seeded from (seed, epoch), so a killed-and-resumed run
 ends with the same weights as an uninterrupted one.
+
+Speed: the LSTM is the cost, everything around it is kept small. The training arrays stay in their
+storage dtype (float16 halves the memory) and are never copied whole: each step gathers its batch by
+index and converts it to float32 on the compute device (:class:`BatchSource`); both augmentations
+are batched tensor ops on that device; one step (:meth:`Pretrainer.train_step`) has no per-sample
+Python work and no DataLoader. ``bench/throughput.py`` times it against the bare LSTM step.
+
+Scale-out: launched by ``torchrun`` (WORLD_SIZE > 1), :func:`pretrain` runs data-parallel (DDP): each
+rank takes its slice of every global batch of the same seeded permutation (``optim.batch_size`` is the
+global batch), the query encoder's gradients are averaged, keys are all-gathered before they enter
+the queue (as MoCo does), so the key encoder and queue stay identical on every rank; rank 0 alone
+logs and writes checkpoints, whose keys are plain (single-process runs load them).
 """
 
 from __future__ import annotations
@@ -126,70 +138,443 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63 - 1)
 
 
+def _rank_seed(seed: int, rank: int) -> int:
+    """Per-rank augmentation seed: rank 0 keeps ``seed`` (single-process runs are unchanged)."""
+    return (seed + rank * 0x9E3779B97F4A7C15) % (2**63 - 1)
+
+
+# ------------------------------------------------------------------------------- distributed
+
+
+@dataclass
+class DistInfo:
+    """Where this process stands in a data-parallel run (a single process is rank 0 of 1).
+
+    Attributes:
+        rank: global rank; 0 logs and writes files.
+        world: number of processes.
+        local_rank: rank on this machine (picks the GPU).
+        owned: this module initialised the process group, so it also destroys it.
+    """
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    owned: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+
+def init_distributed(device_name: str = "auto") -> DistInfo:
+    """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT).
+
+    Returns a single-process :class:`DistInfo` when WORLD_SIZE is unset or 1. Uses an existing
+    process group as is. Backend: NCCL for CUDA tensors (gloo for CPU ones) when CUDA is used,
+    else gloo.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), False)
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_available():
+        raise ConfigError("WORLD_SIZE > 1 but this PyTorch build has no torch.distributed")
+    for var in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        if var not in os.environ:
+            raise ConfigError(f"WORLD_SIZE={world} but {var} is not set; launch with torchrun "
+                              "(torchrun --nproc_per_node N -m skelcl pretrain ...)")
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0))
+    use_cuda = torch.cuda.is_available() and not device_name.startswith("cpu")
+    if use_cuda:
+        torch.cuda.set_device(local)
+    backend = "cpu:gloo,cuda:nccl" if use_cuda and dist.is_nccl_available() else "gloo"
+    dist.init_process_group(backend)
+    return DistInfo(rank, world, local, True)
+
+
+def _broadcast_object(obj: Any, dist_info: DistInfo) -> Any:
+    """Rank 0's ``obj`` on every rank (files may exist on rank 0's machine only)."""
+    if not dist_info.active:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _barrier(dist_info: DistInfo) -> None:
+    if dist_info.active:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _fingerprint(learner: ContrastiveLearner) -> float:
+    """A float64 checksum of the weights, the key encoder and the queue/bank: equal on ranks in sync.
+
+    BatchNorm statistics are left out (each rank keeps its own, as DDP does by default here).
+    """
+    total = torch.zeros((), dtype=torch.float64)
+    tensors = [p for p in learner.parameters()]
+    if learner.queue is not None:
+        tensors.append(learner.queue.keys)
+    if getattr(learner, "bank", None) is not None:
+        tensors.append(learner.bank)
+    for i, t in enumerate(tensors):
+        total += t.detach().double().sum().cpu() * (1 + i % 7)
+    return float(total)
+
+
+# ------------------------------------------------------------------------------------- data
+
+
+class BatchSource:
+    """The training sequences, kept in their storage dtype, gathered by index one batch at a time.
+
+    Nothing is copied up front: ``ds.x`` (N, T, M, V, C) is used in place (a float16 array, or a
+    memory map, stays as it is) and the training rows are picked per batch. On CUDA, a training set
+    that fits in a fraction of free GPU memory is copied there once (storage dtype); otherwise each
+    batch is gathered into pinned host memory and copied without blocking. Either way the float32
+    conversion happens per batch on the compute device.
+
+    Args:
+        ds: the dataset.
+        rows: (n,) dataset rows of the training samples; position i of a batch index means row rows[i].
+        device: compute device.
+        gpu_fraction: move the training set to CUDA when it needs less than this share of free memory.
+    """
+
+    def __init__(self, ds: SkeletonDataset, rows: np.ndarray, device: torch.device,
+                 gpu_fraction: float = 0.4) -> None:
+        rows = np.asarray(rows, dtype=np.int64)
+        self.n = int(rows.shape[0])
+        self.device = device
+        self.sample_shape = tuple(ds.x.shape[1:])
+        identity = self.n == len(ds) and bool(np.array_equal(rows, np.arange(self.n)))
+        self.rows: torch.Tensor | None = None if identity else torch.from_numpy(rows)
+        lengths = np.asarray(ds.lengths)
+        self.lengths = torch.from_numpy(np.ascontiguousarray(lengths if identity else lengths[rows]).astype(np.int64))
+        self.lengths = self.lengths.to(device)
+        x = ds.x
+        self._np: np.ndarray | None = None
+        self.x: torch.Tensor | None = None
+        self.on_device = False
+        if device.type == "cuda":
+            nbytes = self.n * int(np.prod(self.sample_shape)) * x.dtype.itemsize
+            free = torch.cuda.mem_get_info(device)[0]
+            if nbytes < gpu_fraction * free:
+                self.x = self._to_device(x, rows, device)
+                self.rows = None
+                self.on_device = True
+        if not self.on_device:
+            try:
+                if not x.flags.writeable:
+                    raise ValueError("read-only")
+                self.x = torch.from_numpy(x)  # shares memory: no copy
+            except (ValueError, TypeError):  # read-only memory map or negative strides: gather in numpy
+                self._np = x
+        self.pin = device.type == "cuda" and not self.on_device
+
+    @staticmethod
+    def _to_device(x: np.ndarray, rows: np.ndarray, device: torch.device, chunk: int = 4096) -> torch.Tensor:
+        out = torch.empty((len(rows), *x.shape[1:]), dtype=torch.from_numpy(x[:0]).dtype, device=device)
+        for s in range(0, len(rows), chunk):
+            out[s:s + chunk] = torch.from_numpy(np.take(x, rows[s:s + chunk], axis=0)).to(device)
+        return out
+
+    def __len__(self) -> int:
+        return self.n
+
+    def get(self, sel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Batch ``sel`` (B,) of training positions -> x (B, T, M, V, C) float32, lengths (B,), sel,
+        all on the compute device."""
+        dev = self.device
+        sel_d = sel.to(dev, non_blocking=True) if dev.type != "cpu" else sel
+        if self.on_device:
+            assert self.x is not None
+            xb = self.x.index_select(0, sel_d)
+        else:
+            rows = sel if self.rows is None else self.rows[sel]
+            if self.x is not None:
+                host = torch.empty((rows.shape[0], *self.sample_shape), dtype=self.x.dtype, pin_memory=self.pin)
+                torch.index_select(self.x, 0, rows, out=host)
+            else:
+                assert self._np is not None
+                host = torch.from_numpy(np.take(self._np, rows.numpy(), axis=0))
+                if self.pin:
+                    host = host.pin_memory()
+            xb = host.to(dev, non_blocking=True) if dev.type != "cpu" else host
+        return xb.float(), self.lengths.index_select(0, sel_d), sel_d
+
+
+# --------------------------------------------------------------------------------- training
+
+
+class _NonFinite(Exception):
+    def __init__(self, step: int, value: float) -> None:
+        super().__init__(step, value)
+        self.step, self.value = step, value
+
+
+def build_optimizer(cfg: Config, learner: ContrastiveLearner) -> tuple[torch.optim.Optimizer, Any]:
+    """SGD with momentum and weight decay, and the step schedule (paper IV-B1)."""
+    params = [p for p in learner.parameters() if p.requires_grad]
+    kw = dict(lr=cfg.optim.lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
+    try:  # one fused kernel per step (2-3x faster than foreach on the CPU)
+        opt = torch.optim.SGD(params, fused=True, **kw)
+    except (RuntimeError, TypeError, ValueError):  # a device or PyTorch without fused SGD
+        opt = torch.optim.SGD(params, **kw)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.optim.milestones),
+                                                 gamma=cfg.optim.gamma)
+    return opt, sched
+
+
+class Pretrainer:
+    """Everything one pretraining process holds, and its step.
+
+    :func:`pretrain` drives it epoch by epoch; ``bench/throughput.py`` calls the very same
+    :meth:`train_step`. A step: gather the batch by index -> two augmentations on the compute device
+    -> learner (query forward, momentum update, key forward, InfoNCE, enqueue) -> backward (DDP
+    averages gradients across ranks) -> SGD step.
+
+    Args:
+        cfg: the resolved config.
+        ds: the dataset; its ``cfg.data.protocol`` training split is used.
+        device: compute device (default: ``cfg.train.device`` resolved; under DDP, the local GPU).
+        dist_info: this process's rank (default: single process).
+        checkpoint: a checkpoint dict to continue from (weights, optimiser, schedule).
+    """
+
+    def __init__(self, cfg: Config, ds: SkeletonDataset, device: torch.device | None = None,
+                 dist_info: DistInfo | None = None, checkpoint: dict[str, Any] | None = None) -> None:
+        from .augment import build_augment
+
+        self.cfg = cfg
+        self.dist = dist_info or DistInfo()
+        world = self.dist.world
+        if device is None:
+            device = resolve_device(cfg.train.device)
+            if device.type == "cuda" and self.dist.active:
+                device = torch.device("cuda", self.dist.local_rank)
+        self.device = device
+        idx_train = train_indices(ds, cfg.data.protocol)
+        n = len(idx_train)
+        if n < 2:
+            raise ConfigError(f"pretraining needs at least 2 training sequences, got {n}")
+        bs = min(cfg.optim.batch_size, n)
+        if bs % world:
+            raise ConfigError(f"optim.batch_size={bs} is the global batch and must be divisible by the "
+                              f"number of processes ({world}); set e.g. optim.batch_size={bs // world * world or world}")
+        self.n = n
+        self.batch_size = bs  # global
+        self.local_batch_size = bs // world
+        self.steps = n // bs  # the last partial batch is dropped: every step sees a full batch
+        self.data = BatchSource(ds, idx_train, device)
+        self.input_dim = int(np.prod(ds.x.shape[2:]))
+
+        self.learner = build_learner(cfg, self.input_dim, n).to(device)
+        self.augment = build_augment(cfg.augment)
+        self.opt, self.sched = build_optimizer(cfg, self.learner)
+        self.start_epoch = 0
+        self.metrics: list[dict[str, float]] = []
+        if checkpoint is not None:
+            self.learner.load_state_dict(checkpoint["learner"])
+            self.opt.load_state_dict(checkpoint["optimizer"])
+            self.sched.load_state_dict(checkpoint["scheduler"])
+            self.metrics = list(checkpoint["metrics"])
+            self.start_epoch = int(checkpoint["epoch"])
+        self.model: torch.nn.Module = self.learner
+        if self.dist.active:
+            import inspect
+
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            # buffers (queue, memory bank) are not broadcast each step: every rank enqueues the same
+            # all-gathered keys, so they stay identical (and 16 MB per step would be wasted)
+            no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DDP).parameters
+                       else {"broadcast_buffers": False})  # torch >= 2.13 renamed it
+            self.model = DDP(self.learner, device_ids=[device.index] if device.type == "cuda" else None,
+                             gradient_as_bucket_view=True, **no_sync)
+
+        gen_device = device if device.type == "cuda" else torch.device("cpu")
+        self.aug_gen = torch.Generator(device=gen_device)
+        self.perm_gen = torch.Generator()
+        self.autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+                         if cfg.train.amp == "bf16" else torch.autocast(device_type=device.type, enabled=False))
+        # a NaN check reads the loss back: every step on the CPU (free), every 25 steps on a GPU
+        self.check_every = 1 if device.type == "cpu" else 25
+        self.loss_sum = torch.zeros((), device=device)
+
+    # --- epochs and batches --------------------------------------------------------------
+    def begin_epoch(self, epoch: int) -> torch.Tensor:
+        """Seed every draw of ``epoch`` (0-based) and return its permutation (n,) of training positions."""
+        es = _epoch_seed(self.cfg.train.seed, epoch)
+        self.perm_gen.manual_seed(es)
+        self.aug_gen.manual_seed(_rank_seed(es, self.dist.rank))
+        torch.manual_seed(es)  # memory-bank negative draws (same on every rank)
+        self.loss_sum = torch.zeros((), device=self.device)
+        return torch.randperm(self.n, generator=self.perm_gen)
+
+    def batch_indices(self, order: torch.Tensor, b: int) -> torch.Tensor:
+        """This rank's share of global batch ``b`` of ``order`` (a contiguous slice)."""
+        start = b * self.batch_size + self.dist.rank * self.local_batch_size
+        return order[start:start + self.local_batch_size]
+
+    # --- one step ------------------------------------------------------------------------
+    def step(self, sel: torch.Tensor) -> torch.Tensor:
+        """One SGD step on training positions ``sel`` (B,); returns the loss averaged over all ranks."""
+        xb, lb, sel_d = self.data.get(sel)
+        with self.autocast:
+            xq = self.augment(xb, lb, self.aug_gen)
+            xk = self.augment(xb, lb, self.aug_gen)
+            loss = self.model(xq, xk, lb, index=sel_d)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        loss = loss.detach().float()
+        if self.dist.active:
+            import torch.distributed as dist
+
+            dist.all_reduce(loss)  # every rank sees the same value, so all stop together on NaN
+            loss = loss / self.dist.world
+        return loss
+
+    def train_step(self, order: torch.Tensor, b: int) -> torch.Tensor:
+        """Step ``b`` of an epoch as :func:`pretrain` runs it: step, accumulate, NaN check.
+
+        Raises:
+            _NonFinite: the loss is NaN or inf (checked every ``check_every`` steps).
+        """
+        loss = self.step(self.batch_indices(order, b))
+        self.loss_sum += loss
+        if (b + 1) % self.check_every == 0 or b == self.steps - 1:
+            if not bool(torch.isfinite(self.loss_sum)):
+                value = float(loss) if not bool(torch.isfinite(loss)) else float(self.loss_sum)
+                raise _NonFinite(b + 1, value)
+        return loss
+
+    @torch.no_grad()
+    def fill_queue(self) -> None:
+        """Released code: one pass filling the queue with keys of the random key encoder."""
+        lr = self.learner
+        if lr.queue is None or lr.encoder_k is None or lr.head_k is None:
+            return
+        from .contrast import _gather_all
+
+        self.aug_gen.manual_seed(_rank_seed(_epoch_seed(self.cfg.train.seed, -1), self.dist.rank))
+        order = torch.arange(self.n)
+        for b in range(min(self.steps, math.ceil(self.cfg.contrast.queue_size / self.batch_size))):
+            xb, lb, _ = self.data.get(self.batch_indices(order, b))
+            k = lr._embed(lr.encoder_k, lr.head_k, self.augment(xb, lb, self.aug_gen), lb)
+            lr.queue.enqueue(_gather_all(k))
+
+    def state_dict(self, epoch: int) -> dict[str, Any]:
+        """The checkpoint: a plain dict with plain (un-wrapped) learner keys."""
+        return {
+            "config": self.cfg.to_dict(), "epoch": epoch, "input_dim": self.input_dim, "num_samples": self.n,
+            "learner": self.learner.state_dict(), "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(), "metrics": self.metrics,
+            "skelcl_version": __import__("skelcl").__version__, "world_size": self.dist.world,
+        }
+
+    def rank_fingerprints(self) -> list[float]:
+        """:func:`_fingerprint` of every rank (one value when single-process)."""
+        fp = _fingerprint(self.learner)
+        if not self.dist.active:
+            return [fp]
+        import torch.distributed as dist
+
+        out: list[Any] = [None] * self.dist.world
+        dist.all_gather_object(out, fp)
+        return [float(v) for v in out]
+
+
+def _load_resume(out: Path, dist_info: DistInfo) -> dict[str, Any]:
+    """Rank 0 reads ``out/checkpoint.pt``; every rank gets it (or the same error)."""
+    payload: Any = None
+    if dist_info.main:
+        path = out / CHECKPOINT
+        if not path.exists():
+            payload = f"--resume: no checkpoint in {out}"
+        else:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = _broadcast_object(payload, dist_info)
+    if isinstance(payload, str):
+        raise ConfigError(payload)
+    return payload
+
+
 def pretrain(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
              dataset: SkeletonDataset | None = None, stop_after: int | None = None,
              on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> PretrainResult:
-    """Run (or resume) contrastive pretraining.
+    """Run (or resume) contrastive pretraining, data-parallel when launched by torchrun.
 
     Args:
         cfg: the resolved config.
         out_dir: run folder (created).
         resume: continue from ``out_dir/checkpoint.pt`` (its config wins over ``cfg``).
-        progress: show a tqdm bar per epoch.
+        progress: show a tqdm bar per epoch (rank 0 only).
         dataset: an already loaded dataset (else ``cfg.data`` is read).
         stop_after: stop after this many epochs in total (for tests and time-boxed runs).
-        on_epoch: called with (epoch, metrics row) after each checkpoint.
+        on_epoch: called on rank 0 with (epoch, metrics row) after each checkpoint.
     """
-    from .augment import build_augment
+    dist_info = init_distributed(cfg.train.device)
+    try:
+        return _pretrain(cfg, Path(out_dir), resume, progress, dataset, stop_after, on_epoch, dist_info)
+    finally:
+        if dist_info.owned:
+            import gc
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+            import torch.distributed as dist
+
+            gc.collect()  # free the DDP reducer (and its gloo work) while the group still exists
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+def _pretrain(cfg: Config, out: Path, resume: bool, progress: bool, dataset: SkeletonDataset | None,
+              stop_after: int | None, on_epoch: Callable[[int, dict[str, float]], None] | None,
+              dist_info: DistInfo) -> PretrainResult:
+    main = dist_info.main
+    progress = progress and main
     ckpt_path = out / CHECKPOINT
     ckpt: dict[str, Any] | None = None
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
     if resume:
-        if not ckpt_path.exists():
-            raise ConfigError(f"--resume: no checkpoint in {out}")
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        ckpt = _load_resume(out, dist_info)
         cfg = config_from_dict(ckpt["config"])
-    save_config(cfg, out / "config.yaml")
+    if main:
+        save_config(cfg, out / "config.yaml")
 
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
-    device = resolve_device(cfg.train.device)
-    ds = dataset if dataset is not None else load_data(cfg)
-    idx_train = train_indices(ds, cfg.data.protocol)
-    n = len(idx_train)
-    bs = cfg.optim.batch_size
-    if n < 2:
-        raise ConfigError(f"pretraining needs at least 2 training sequences, got {n}")
-    bs = min(bs, n)
-    steps = n // bs  # the last partial batch is dropped: every step sees a full batch
-
-    # Data stay in their storage dtype; each batch is gathered by index and converted to float32.
-    X = torch.from_numpy(np.ascontiguousarray(ds.x[idx_train]))
-    L = torch.from_numpy(ds.lengths[idx_train].astype(np.int64))
-    if device.type == "cuda":
-        X, L = X.to(device), L.to(device)
-    input_dim = int(np.prod(ds.x.shape[2:]))
-
-    learner = build_learner(cfg, input_dim, n).to(device)
-    augment = build_augment(cfg.augment)
-    params = [p for p in learner.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=cfg.optim.lr, momentum=cfg.optim.momentum,
-                          weight_decay=cfg.optim.weight_decay)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.optim.milestones),
-                                                 gamma=cfg.optim.gamma)
-    metrics: list[dict[str, float]] = []
-    start_epoch = 0
-    if ckpt is not None:
-        learner.load_state_dict(ckpt["learner"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        metrics = list(ckpt["metrics"])
-        start_epoch = int(ckpt["epoch"])
+    if dataset is not None:
+        ds = dataset
+    else:  # rank 0 first: it writes the reader's cache, the other ranks then read it
+        if not main:
+            _barrier(dist_info)
+        ds = load_data(cfg)
+        if main:
+            _barrier(dist_info)
+    tr = Pretrainer(cfg, ds, dist_info=dist_info, checkpoint=ckpt)
+    learner, metrics = tr.learner, tr.metrics
+    start_epoch, steps, bs = tr.start_epoch, tr.steps, tr.batch_size
+    if progress and dist_info.active:
+        print(f"data-parallel: {dist_info.world} processes, global batch {bs} "
+              f"({tr.local_batch_size} per process), device {tr.device}", flush=True)
 
     writer = None
-    if cfg.train.tensorboard:
+    if cfg.train.tensorboard and main:
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -197,93 +582,72 @@ def pretrain(cfg: Config, out_dir: str | Path, resume: bool = False, progress: b
         except Exception:  # tensorboard is optional at run time
             writer = None
 
-    gen_device = device if device.type == "cuda" else torch.device("cpu")
-    aug_gen = torch.Generator(device=gen_device)
-    perm_gen = torch.Generator()
-    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-                if cfg.train.amp == "bf16" else torch.autocast(device_type=device.type, enabled=False))
-
-    def batch(sel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        sel_d = sel.to(X.device)
-        xb = X[sel_d].to(device, non_blocking=True).float()
-        return xb, L[sel_d].to(device, non_blocking=True)
-
-    if cfg.contrast.fill_queue and start_epoch == 0 and learner.queue is not None:
-        with torch.no_grad():  # released code: one pass filling the queue with keys of the random encoder
-            aug_gen.manual_seed(_epoch_seed(cfg.train.seed, -1))
-            for b in range(min(steps, math.ceil(cfg.contrast.queue_size / bs))):
-                xb, lb = batch(torch.arange(b * bs, (b + 1) * bs))
-                k = learner._embed(learner.encoder_k, learner.head_k, augment(xb, lb, aug_gen), lb)
-                learner.queue.enqueue(k)
+    if cfg.contrast.fill_queue and start_epoch == 0:
+        tr.fill_queue()
 
     total = cfg.optim.epochs if stop_after is None else min(cfg.optim.epochs, stop_after)
     for epoch in range(start_epoch, total):
         learner.train()
-        es = _epoch_seed(cfg.train.seed, epoch)
-        perm_gen.manual_seed(es)
-        aug_gen.manual_seed(es)
-        torch.manual_seed(es)  # memory-bank negative draws
-        perm = torch.randperm(n, generator=perm_gen)
-        lr = opt.param_groups[0]["lr"]
+        order = tr.begin_epoch(epoch)
+        lr = tr.opt.param_groups[0]["lr"]
         t0 = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
         bar = None
         if progress:
             from tqdm import tqdm
 
             bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", leave=False,
                        dynamic_ncols=True)
-        for b in range(steps):
-            sel = perm[b * bs:(b + 1) * bs]
-            xb, lb = batch(sel)
-            with autocast:
-                xq = augment(xb, lb, aug_gen)
-                xk = augment(xb, lb, aug_gen)
-                loss = learner(xq, xk, lb, index=sel)
-            if not torch.isfinite(loss):
-                if bar is not None:
-                    bar.close()
-                raise TrainingDiverged(
-                    f"loss became {loss.item()} at epoch {epoch + 1}, step {b + 1}; the last good checkpoint "
-                    f"({ckpt_path if ckpt_path.exists() else 'none yet'}) is kept. Try a lower optim.lr, a higher "
-                    f"contrast.temperature, or contrast.normalize=true.")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach()
-            if bar is not None and (b % 10 == 0 or b == steps - 1):
-                el = time.perf_counter() - t0
-                bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.3g}", seq_s=f"{(b + 1) * bs / el:.0f}")
-                bar.update(b + 1 - bar.n)
-        if bar is not None:
-            bar.close()
-        sched.step()
+        try:
+            for b in range(steps):
+                loss = tr.train_step(order, b)
+                if bar is not None and (b % 10 == 0 or b == steps - 1):
+                    el = time.perf_counter() - t0
+                    bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.3g}", seq_s=f"{(b + 1) * bs / el:.0f}")
+                    bar.update(b + 1 - bar.n)
+        except _NonFinite as bad:
+            where = f"step {bad.step}" if tr.check_every == 1 else f"by step {bad.step}"
+            raise TrainingDiverged(
+                f"loss became {bad.value} at epoch {epoch + 1}, {where}; the last good checkpoint "
+                f"({ckpt_path if ckpt_path.exists() else 'none yet'}) is kept. Try a lower optim.lr, a higher "
+                f"contrast.temperature, or contrast.normalize=true.") from None
+        finally:
+            if bar is not None:
+                bar.close()
+        tr.sched.step()
+        mean_loss = float(tr.loss_sum.item() / steps)
         elapsed = time.perf_counter() - t0
-        row = {"epoch": epoch + 1, "loss": float(loss_sum.item() / steps), "lr": lr,
+        row = {"epoch": epoch + 1, "loss": mean_loss, "lr": lr,
                "seq_per_s": steps * bs / elapsed, "time_s": elapsed}
         metrics.append(row)
-        state = {
-            "config": cfg.to_dict(), "epoch": epoch + 1, "input_dim": input_dim, "num_samples": n,
-            "learner": learner.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "metrics": metrics, "skelcl_version": __import__("skelcl").__version__,
-        }
-        _atomic_save(state, ckpt_path)
-        _write_metrics(out / "metrics.csv", metrics)
-        if writer is not None:
-            for k in ("loss", "lr", "seq_per_s"):
-                writer.add_scalar(f"pretrain/{k}", row[k], epoch + 1)
-            writer.flush()
-        if progress:
-            print(f"epoch {epoch + 1:3d}/{cfg.optim.epochs}  loss {row['loss']:.4f}  lr {lr:.4g}  "
-                  f"{row['seq_per_s']:.0f} seq/s  {elapsed:.1f}s", flush=True)
-        if on_epoch is not None:
-            on_epoch(epoch + 1, row)
+        state = tr.state_dict(epoch + 1)
+        if dist_info.active:  # a cheap check that every rank holds the same weights, keys and queue
+            fps = tr.rank_fingerprints()
+            state["rank_fingerprints"] = fps
+            if main and any(not math.isclose(f, fps[0], rel_tol=1e-9, abs_tol=1e-9) for f in fps):
+                import warnings
+
+                warnings.warn(f"data-parallel ranks out of sync after epoch {epoch + 1}: weight checksums {fps}",
+                              RuntimeWarning, stacklevel=2)
+        if main:
+            _atomic_save(state, ckpt_path)
+            _write_metrics(out / "metrics.csv", metrics)
+            if writer is not None:
+                for k in ("loss", "lr", "seq_per_s"):
+                    writer.add_scalar(f"pretrain/{k}", row[k], epoch + 1)
+                writer.flush()
+            if progress:
+                print(f"epoch {epoch + 1:3d}/{cfg.optim.epochs}  loss {row['loss']:.4f}  lr {lr:.4g}  "
+                      f"{row['seq_per_s']:.0f} seq/s  {elapsed:.1f}s", flush=True)
+            if on_epoch is not None:
+                on_epoch(epoch + 1, row)
 
     if writer is not None:
         writer.close()
-    if metrics:
+    if main and metrics:
         _plot_loss(out / "loss.png", metrics, f"{cfg.name}: contrastive loss")
-    if metrics and int(metrics[-1]["epoch"]) >= cfg.optim.epochs:
+    if main and metrics and int(metrics[-1]["epoch"]) >= cfg.optim.epochs:
         export_encoder(learner, cfg, out / ENCODER_FILE)
+    _barrier(dist_info)  # no rank leaves before rank 0 has written its files
+    tr.model = learner  # drop the DDP wrapper before the process group goes
     learner.eval()
     return PretrainResult(out, learner, cfg, metrics, ds)
