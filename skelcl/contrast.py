@@ -104,12 +104,12 @@ class ContrastiveLearner(nn.Module):
     """
 
     def __init__(self, input_dim: int, model: ModelConfig, cfg: ContrastConfig, num_samples: int = 0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, persons: int = 1) -> None:
         super().__init__()
         if cfg.paradigm not in PARADIGMS:
             raise ValueError(f"unknown paradigm {cfg.paradigm!r}; known: {', '.join(PARADIGMS)}")
         self.cfg = cfg
-        self.encoder_q: SequenceEncoder = build_encoder(input_dim, model)
+        self.encoder_q: SequenceEncoder = build_encoder(input_dim, model, persons=persons)
         feat = self.encoder_q.output_dim
         self.head_q = build_head(cfg.head, feat, cfg.head_dim)
         self.dim = feat if cfg.head == "none" else cfg.head_dim

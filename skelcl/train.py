@@ -70,9 +70,10 @@ def train_indices(ds: SkeletonDataset, protocol: str | None) -> np.ndarray:
     return ds.split(protocol)[0]
 
 
-def build_learner(cfg: Config, input_dim: int, num_samples: int) -> ContrastiveLearner:
+def build_learner(cfg: Config, input_dim: int, num_samples: int, persons: int = 1) -> ContrastiveLearner:
     torch.manual_seed(cfg.train.seed)
-    return ContrastiveLearner(input_dim, cfg.model, cfg.contrast, num_samples=num_samples, seed=cfg.train.seed)
+    return ContrastiveLearner(input_dim, cfg.model, cfg.contrast, num_samples=num_samples, seed=cfg.train.seed,
+                              persons=persons)
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -91,7 +92,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     ckpt = torch.load(p, map_location=map_location, weights_only=True)
     cfg = config_from_dict(ckpt["config"])
     learner = ContrastiveLearner(int(ckpt["input_dim"]), cfg.model, cfg.contrast,
-                                 num_samples=int(ckpt["num_samples"]), seed=cfg.train.seed)
+                                 num_samples=int(ckpt["num_samples"]), seed=cfg.train.seed,
+                                 persons=int(ckpt.get("persons", 1)))
     learner.load_state_dict(ckpt["learner"])
     learner.eval()
     return learner, cfg
@@ -381,7 +383,7 @@ class Pretrainer:
         self.data = BatchSource(ds, idx_train, device)
         self.input_dim = int(np.prod(ds.x.shape[2:]))
 
-        self.learner = build_learner(cfg, self.input_dim, n).to(device)
+        self.learner = build_learner(cfg, self.input_dim, n, persons=int(ds.x.shape[2])).to(device)
         self.augment = build_augment(cfg.augment)
         self.opt, self.sched = build_optimizer(cfg, self.learner)
         self.start_epoch = 0
@@ -481,6 +483,7 @@ class Pretrainer:
         """The checkpoint: a plain dict with plain (un-wrapped) learner keys."""
         return {
             "config": self.cfg.to_dict(), "epoch": epoch, "input_dim": self.input_dim, "num_samples": self.n,
+            "persons": int(self.learner.encoder_q.persons),
             "learner": self.learner.state_dict(), "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(), "metrics": self.metrics,
             "skelcl_version": __import__("skelcl").__version__, "world_size": self.dist.world,
