@@ -4,4 +4,10 @@ Data flows one way: formats (readers) -> store (canonical arrays, splits, cache)
 encoder -> contrast -> train -> probe -> cli.
 """
 
+import os
+
+# OpenMP threads that spin while waiting make every torch op 10-100x slower when other programs share
+# the cores (measured in bench/throughput.py); a passive wait costs nothing on an idle machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 __version__ = "0.1.0"

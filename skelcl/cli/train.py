@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..config import load_config
 from ..errors import ConfigError
@@ -41,7 +42,7 @@ def _pretrain(args: argparse.Namespace) -> int:
             raise ConfigError("give --out DIR for the run's checkpoints and logs")
         res = pretrain(config_from_args(args), args.out, progress=not args.quiet)
     last = res.metrics[-1] if res.metrics else None
-    if last:
+    if last and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         print(f"done: {int(last['epoch'])} epochs, final loss {last['loss']:.4f}; files in {res.out_dir}")
     return 0
 
