@@ -101,6 +101,8 @@ class ProbeConfig:
     representation: ``cae`` (query TAP), ``cae+`` (query TAP ++ key TAP), ``k`` (key TAP),
         ``last_q`` / ``last_k`` (last hidden states).
     standardize: standardise features (train-split statistics) before the linear classifier.
+    person_symmetric: average each two-person sample's features with those of the same sample with
+        its persons swapped (see :func:`skelcl.probe.encode`).
     """
 
     representation: str = "cae"
@@ -115,6 +117,7 @@ class ProbeConfig:
     standardize: bool = False
     knn_k: int = 20
     seed: int = 0
+    person_symmetric: bool = False
 
 
 @dataclass

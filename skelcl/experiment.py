@@ -84,11 +84,14 @@ def _strip(res: dict[str, Any]) -> dict[str, Any]:
 
 
 def split_features(model: torch.nn.Module, ds: SkeletonDataset, protocol: str, representation: str,
-                   device: torch.device | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                   device: torch.device | None = None, person_symmetric: bool = False,
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Frozen features of a protocol's train and test splits: (f_train, y_train, f_test, y_test)."""
     tr, te = ds.split(protocol)
-    f_tr = encode(model, ds.x, ds.lengths, representation, device=device, index=tr)
-    f_te = encode(model, ds.x, ds.lengths, representation, device=device, index=te)
+    f_tr = encode(model, ds.x, ds.lengths, representation, device=device, index=tr,
+                  person_symmetric=person_symmetric)
+    f_te = encode(model, ds.x, ds.lengths, representation, device=device, index=te,
+                  person_symmetric=person_symmetric)
     return f_tr, ds.labels[tr], f_te, ds.labels[te]
 
 
@@ -104,7 +107,8 @@ def evaluate_model(model: torch.nn.Module, ds: SkeletonDataset, protocol: str, p
     t0 = time.perf_counter()
     needs_feats = any(p in ("linear", "knn") for p in protocols)
     if needs_feats:
-        f_tr, y_tr, f_te, y_te = split_features(model, ds, protocol, probe.representation, device)
+        f_tr, y_tr, f_te, y_te = split_features(model, ds, protocol, probe.representation, device,
+                                                probe.person_symmetric)
         res["feature_dim"] = int(f_tr.shape[1])
         res["encode_seconds"] = time.perf_counter() - t0
     if "linear" in protocols:

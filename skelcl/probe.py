@@ -184,9 +184,24 @@ def _frozen_on(modules: Sequence[nn.Module], device: torch.device) -> Iterator[N
             m.train(training)
 
 
+def _features(enc_q: nn.Module, enc_k: nn.Module | None, representation: str, xb: torch.Tensor,
+              lb: torch.Tensor) -> torch.Tensor:
+    """(B, E) features of one batch for a representation name."""
+    if representation == "cae":
+        return enc_q(xb, lb).pooled
+    if representation == "last_q":
+        return enc_q(xb, lb).last
+    if representation == "k":
+        return enc_k(xb, lb).pooled  # type: ignore[misc]
+    if representation == "last_k":
+        return enc_k(xb, lb).last  # type: ignore[misc]
+    return torch.cat([enc_q(xb, lb).pooled, enc_k(xb, lb).pooled], 1)  # type: ignore[misc]
+
+
 def encode(learner_or_encoder: nn.Module, x: ArrayLike, lengths: ArrayLike, representation: str = "cae",
            batch_size: int = 256, device: str | torch.device | None = None,
-           index: np.ndarray | None = None, progress: bool = False) -> np.ndarray:
+           index: np.ndarray | None = None, progress: bool = False,
+           person_symmetric: bool = False) -> np.ndarray:
     """Frozen features of sequences (no augmentation, eval mode, no gradient).
 
     Args:
@@ -197,6 +212,9 @@ def encode(learner_or_encoder: nn.Module, x: ArrayLike, lengths: ArrayLike, repr
         representation: one of :data:`REPRESENTATIONS` (see the module docstring).
         index: optional sample indices into ``x``; features come back in this order. Avoids copying a
             subset of a large array.
+        person_symmetric: for samples with two persons, average the features of the sequence and of
+            the same sequence with persons 1 and 2 swapped, so the embedding does not depend on which
+            actor the sensor listed first.
     Returns:
         (len(index) or N, E) float32 array; E doubles for ``cae+``.
     Raises:
@@ -217,16 +235,12 @@ def encode(learner_or_encoder: nn.Module, x: ArrayLike, lengths: ArrayLike, repr
         starts = range(0, len(idx_all), batch_size)
         for s in _progress(starts, progress, f"encode {representation}"):
             xb, lb = _batch(x, lengths, idx_all[s:s + batch_size], dev)
-            if representation == "cae":
-                f = enc_q(xb, lb).pooled
-            elif representation == "last_q":
-                f = enc_q(xb, lb).last
-            elif representation == "k":
-                f = enc_k(xb, lb).pooled  # type: ignore[misc]
-            elif representation == "last_k":
-                f = enc_k(xb, lb).last  # type: ignore[misc]
-            else:
-                f = torch.cat([enc_q(xb, lb).pooled, enc_k(xb, lb).pooled], 1)  # type: ignore[misc]
+            f = _features(enc_q, enc_k, representation, xb, lb)
+            if person_symmetric and xb.dim() == 5 and xb.shape[2] >= 2:
+                order = torch.arange(xb.shape[2], device=xb.device)
+                order[0], order[1] = 1, 0
+                two = (xb[:, :, 1].flatten(1).abs().amax(1) > 0)[:, None]
+                f = torch.where(two, (f + _features(enc_q, enc_k, representation, xb[:, :, order], lb)) / 2, f)
             out.append(f.float().cpu().numpy())
     if not out:
         dim = getattr(enc_q, "output_dim", 0) * (2 if representation == "cae+" else 1)

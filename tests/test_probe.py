@@ -305,3 +305,24 @@ def test_supervised_baseline_learns_separable_task() -> None:
     assert r["top1"] >= 90.0
     with pytest.raises(ValueError):
         supervised_baseline("tcn", x, lengths, y, np.arange(60), np.arange(60, 90), device=CPU)
+
+
+def test_person_symmetric_features_ignore_person_order():
+    import torch as _t
+
+    from skelcl.config import ModelConfig as _MC
+    from skelcl.encoder import build_encoder as _be
+    from skelcl.probe import encode as _enc
+
+    _t.manual_seed(0)
+    enc = _be(2 * 4 * 3, _MC(hidden=8), persons=2)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 6, 2, 4, 3)).astype(np.float32)
+    x[0, :, 1] = 0  # one-person sample: left as it is
+    lengths = np.full(5, 6)
+    a = _enc(enc, x, lengths, "cae", person_symmetric=True, device="cpu")
+    b = _enc(enc, x[:, :, ::-1].copy(), lengths, "cae", person_symmetric=True, device="cpu")
+    np.testing.assert_allclose(a[1:], b[1:], rtol=1e-5, atol=1e-6)
+    plain = _enc(enc, x, lengths, "cae", device="cpu")
+    np.testing.assert_allclose(a[0], plain[0], rtol=1e-6)
+    assert not np.allclose(a[1:], plain[1:])
