@@ -80,6 +80,11 @@ def presence(x: torch.Tensor) -> torch.Tensor:
     return (x != 0).flatten(3).any(-1)[..., None, None]
 
 
+def persons_present(x: torch.Tensor) -> torch.Tensor:
+    """(B, M) bool: person m appears in at least one frame of sample b."""
+    return presence(x)[..., 0, 0].any(1)
+
+
 def _check(x: torch.Tensor, lengths: torch.Tensor) -> None:
     if x.ndim != 5:
         raise ValueError(f"augmentations expect x of shape (B, T, M, V, C), got {tuple(x.shape)}")
@@ -470,8 +475,7 @@ class SwapPersons(Augmentation):
         swap = _rand(gen, (x.shape[0],), x.device) < self.p
         if x.shape[2] < 2:
             return {"swap": torch.zeros_like(swap)}
-        second = x[:, :, 1].flatten(1).abs().amax(1) > 0
-        return {"swap": swap & second}
+        return {"swap": swap & persons_present(x)[:, 1]}
 
     def apply(self, x: torch.Tensor, lengths: torch.Tensor, params: Params) -> torch.Tensor:
         if x.shape[2] < 2:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .augment import persons_present, valid_mask
+
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 
@@ -28,11 +30,6 @@ class EncoderOutput:
     states: torch.Tensor
     pooled: torch.Tensor
     last: torch.Tensor
-
-
-def valid_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
-    """(N, T) bool mask, True on the valid frames t < lengths[n]."""
-    return torch.arange(frames, device=lengths.device)[None, :] < lengths[:, None]
 
 
 class SequenceEncoder(nn.Module):
@@ -97,7 +94,7 @@ class SequenceEncoder(nn.Module):
         if x.dim() != 5 or x.shape[2] != self.persons:
             raise ValueError(f"person_pool='mean' expects (N, T, {self.persons}, V, C) input, got {tuple(x.shape)}")
         n, t, m = x.shape[:3]
-        present = (x.flatten(3).abs().amax(dim=(1, 3)) > 0)  # (N, M)
+        present = persons_present(x)  # (N, M)
         present[:, 0] |= ~present.any(1)  # an all-zero sample still gets one (zero) person
         xp = x.permute(0, 2, 1, 3, 4).reshape(n * m, t, -1)
         out = self._forward_flat(xp, lengths.to(x.device).repeat_interleave(m))

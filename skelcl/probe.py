@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .augment import SwapPersons, persons_present
 from .config import ProbeConfig
 from .encoder import SequenceEncoder
 from .errors import ConfigError
@@ -237,10 +238,9 @@ def encode(learner_or_encoder: nn.Module, x: ArrayLike, lengths: ArrayLike, repr
             xb, lb = _batch(x, lengths, idx_all[s:s + batch_size], dev)
             f = _features(enc_q, enc_k, representation, xb, lb)
             if person_symmetric and xb.dim() == 5 and xb.shape[2] >= 2:
-                order = torch.arange(xb.shape[2], device=xb.device)
-                order[0], order[1] = 1, 0
-                two = (xb[:, :, 1].flatten(1).abs().amax(1) > 0)[:, None]
-                f = torch.where(two, (f + _features(enc_q, enc_k, representation, xb[:, :, order], lb)) / 2, f)
+                # one-person samples are left unswapped, so their average is their own feature
+                xs = SwapPersons().apply(xb, lb, {"swap": persons_present(xb)[:, 1]})
+                f = (f + _features(enc_q, enc_k, representation, xs, lb)) / 2
             out.append(f.float().cpu().numpy())
     if not out:
         dim = getattr(enc_q, "output_dim", 0) * (2 if representation == "cae+" else 1)
