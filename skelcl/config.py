@@ -11,7 +11,7 @@ import dataclasses
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
@@ -219,14 +219,19 @@ def parse_override(text: str) -> dict[str, Any]:
     return out
 
 
+def find_file(name: str | Path, folder: Path) -> Path | None:
+    """``name`` if it is a file, else ``folder/name.yaml`` or ``folder/name`` if one exists, else None."""
+    for cand in (Path(name), folder / f"{name}.yaml", folder / str(name)):
+        if cand.is_file():
+            return cand
+    return None
+
+
 def resolve_config_path(path: str | Path) -> Path:
     """A config file path, or the name of a bundled config (``sbu`` -> configs/sbu.yaml)."""
-    p = Path(path)
-    if p.exists():
-        return p
-    for cand in (CONFIG_DIR / f"{path}.yaml", CONFIG_DIR / str(path)):
-        if cand.exists():
-            return cand
+    found = find_file(path, CONFIG_DIR)
+    if found:
+        return found
     known = sorted(q.stem for q in CONFIG_DIR.glob("*.yaml"))
     raise ConfigError(f"config {str(path)!r} not found (bundled configs: {', '.join(known)})")
 
@@ -258,9 +263,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     data: dict[str, Any] = _read_yaml(resolve_config_path(path)) if path else {}
     if extra:
         data = merge(data, extra)
-    for o in overrides or []:
+    return config_from_dict(apply_overrides(data, overrides or []))
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """``data`` with each ``key.sub=value`` override merged in, in order."""
+    for o in overrides:
         data = merge(data, parse_override(o))
-    return config_from_dict(data)
+    return data
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
@@ -271,5 +281,3 @@ def replace_in(cfg: Config, **sections: dict[str, Any]) -> Config:
     """A copy of ``cfg`` with some section fields replaced: ``replace_in(cfg, optim={"lr": 0.1})``."""
     return config_from_dict(merge(cfg.to_dict(), sections))
 
-
-__all__ = [n for n in dir() if not n.startswith("_") and n not in ("dataclasses", "typing", "yaml")]

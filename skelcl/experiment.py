@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .config import Config, ProbeConfig, load_config, replace_in
+from .config import Config, ProbeConfig, apply_overrides, config_from_dict, load_config, merge
 from .contrast import ContrastiveLearner
 from .encoder import SequenceEncoder, build_encoder
 from .errors import ConfigError
@@ -141,22 +141,8 @@ def evaluate_checkpoint(path: str | Path, protocols: Sequence[str] = ("linear",)
                         fractions: Sequence[float] = (0.01, 0.1, 0.5), progress: bool = True) -> dict[str, Any]:
     """``skelcl evaluate``: load a run's checkpoint and evaluate it on (by default) its own data."""
     learner, cfg = load_checkpoint(path)
-    sections: dict[str, Any] = {}
-    if dataset:
-        sections.setdefault("data", {})["dataset"] = dataset
-    if root:
-        sections.setdefault("data", {})["root"] = root
-    if data_protocol:
-        sections.setdefault("data", {})["protocol"] = data_protocol
-    if sections:
-        cfg = replace_in(cfg, **sections)
-    if overrides:
-        from .config import merge, parse_override, config_from_dict
-
-        d = cfg.to_dict()
-        for o in overrides:
-            d = merge(d, parse_override(o))
-        cfg = config_from_dict(d)
+    data = {k: v for k, v in (("dataset", dataset), ("root", root), ("protocol", data_protocol)) if v}
+    cfg = config_from_dict(apply_overrides(merge(cfg.to_dict(), {"data": data}), overrides))
     device = resolve_device(cfg.train.device)
     ds = load_data(cfg)
     out = Path(out_dir) if out_dir else (Path(path) if Path(path).is_dir() else Path(path).parent)

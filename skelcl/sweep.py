@@ -55,7 +55,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import yaml
 
-from .config import CONFIG_DIR, config_from_dict, load_config, merge, resolve_config_path
+from .config import CONFIG_DIR, config_from_dict, find_file, load_config, merge, resolve_config_path
 from .errors import ConfigError, SkelclError
 
 SPEC_DIR = CONFIG_DIR / "sweeps"
@@ -200,12 +200,9 @@ class SweepSpec:
 
 def resolve_spec_path(spec: str | Path) -> Path:
     """A spec file path, or the name of a bundled spec (``sbu-momentum`` -> configs/sweeps/sbu-momentum.yaml)."""
-    p = Path(spec)
-    if p.is_file():
-        return p
-    for cand in (SPEC_DIR / f"{spec}.yaml", SPEC_DIR / str(spec)):
-        if cand.is_file():
-            return cand
+    found = find_file(spec, SPEC_DIR)
+    if found:
+        return found
     raise ConfigError(f"sweep spec {str(spec)!r} not found (a YAML file, or one of the bundled specs: "
                       f"{', '.join(s for s, _ in list_specs())}; `skelcl sweep --list` describes them)")
 
