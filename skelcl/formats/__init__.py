@@ -8,9 +8,10 @@ registered under a name with its description, its protocol names and its default
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterable
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataFormatError
 from ..store import Preprocess, SkeletonDataset
 
 Reader = Callable[..., SkeletonDataset]
@@ -41,6 +42,24 @@ def register_format(name: str, description: str, protocols: tuple[str, ...], def
         return fn
 
     return deco
+
+
+def read_each(files: Iterable[Path], read_one: Callable[[Path], Any], skip_bad: bool,
+              root: str | Path) -> tuple[list[Any], list[str]]:
+    """``read_one(file)`` for every file. With ``skip_bad`` a file's DataFormatError is recorded
+    ("path: reason") and the file skipped; otherwise it propagates. Raises if no file could be read."""
+    rows: list[Any] = []
+    skipped: list[str] = []
+    for f in files:
+        try:
+            rows.append(read_one(f))
+        except DataFormatError as exc:
+            if not skip_bad:
+                raise
+            skipped.append(str(exc))
+    if not rows:
+        raise DataFormatError(root, f"all {len(skipped)} files were bad; first: {skipped[0]}")
+    return rows, skipped
 
 
 def _ensure_registered() -> None:

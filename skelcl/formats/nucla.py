@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import ConfigError, DataFormatError
 from ..layouts import KINECT20
 from ..store import Preprocess, SkeletonDataset, to_canonical
-from . import register_format
+from . import read_each, register_format
 
 NUCLA_CLASSES: list[str] = [
     "pick up with one hand", "pick up with two hands", "drop trash", "walk around", "sit down",
@@ -140,23 +140,8 @@ def read_nucla(root: str | Path, pre: Preprocess, *, skip_bad: bool = False, **o
     """
     if options:
         raise ConfigError(f"format 'nucla' takes no options, got {sorted(options)}")
-    seqs: list[np.ndarray] = []
-    labels: list[int] = []
-    names: list[str] = []
-    skipped: list[str] = []
-    for f in find_nucla_files(root):
-        try:
-            seq, label, name = read_nucla_file(f)
-        except DataFormatError as exc:
-            if not skip_bad:
-                raise
-            skipped.append(str(exc))
-            continue
-        seqs.append(seq)
-        labels.append(label)
-        names.append(name)
-    if not seqs:
-        raise DataFormatError(root, f"all {len(skipped)} files were bad; first: {skipped[0]}")
+    rows, skipped = read_each(find_nucla_files(root), read_nucla_file, skip_bad, root)
+    seqs, labels, names = (list(col) for col in zip(*rows))
     x, lengths = to_canonical(seqs, KINECT20, pre)
     parts = [_NAME_RE.match(n).groups() for n in names]  # type: ignore[union-attr]
     view = np.asarray([int(p[3]) for p in parts], dtype=np.int64)

@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import ConfigError, DataFormatError
 from ..layouts import SBU15
 from ..store import Preprocess, SkeletonDataset, to_canonical
-from . import register_format
+from . import read_each, register_format
 
 SBU_CLASSES: list[str] = [
     "Approaching", "Departing", "Kicking", "Punching",
@@ -147,29 +147,15 @@ def read_sbu(root: str | Path, pre: Preprocess, *, skip_bad: bool = False, **opt
     if options:
         raise ConfigError(f"format 'sbu' takes no options, got {sorted(options)}")
     root = Path(root)
-    seqs: list[np.ndarray] = []
-    labels: list[int] = []
-    names: list[str] = []
-    sets: list[str] = []
-    skipped: list[str] = []
-    for f in find_sbu_files(root):
+    def read_one(f: Path) -> tuple[np.ndarray, int, str, str]:
         seq_dir, action_dir, set_dir = f.parent, f.parent.parent, f.parent.parent.parent
-        try:
-            action = action_dir.name
-            if not (action.isdigit() and 1 <= int(action) <= len(SBU_CLASSES)):
-                raise DataFormatError(f, f"action folder {action!r} is not a class; expected 01..08")
-            seq = read_sbu_file(f)
-        except DataFormatError as exc:
-            if not skip_bad:
-                raise
-            skipped.append(str(exc))
-            continue
-        seqs.append(seq)
-        labels.append(int(action) - 1)
-        names.append(f"{set_dir.name}/{action}/{seq_dir.name}")
-        sets.append(set_dir.name)
-    if not seqs:
-        raise DataFormatError(root, f"all {len(skipped)} files were bad; first: {skipped[0]}")
+        action = action_dir.name
+        if not (action.isdigit() and 1 <= int(action) <= len(SBU_CLASSES)):
+            raise DataFormatError(f, f"action folder {action!r} is not a class; expected 01..08")
+        return read_sbu_file(f), int(action) - 1, f"{set_dir.name}/{action}/{seq_dir.name}", set_dir.name
+
+    rows, skipped = read_each(find_sbu_files(root), read_one, skip_bad, root)
+    seqs, labels, names, sets = (list(col) for col in zip(*rows))
     x, lengths = to_canonical(seqs, SBU15, pre)
     set_arr = np.asarray(sets)
     protocols = {}
