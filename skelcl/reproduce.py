@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from .config import Config, load_config
+from .config import Config, load_config, replace_in
 from .errors import ConfigError
 from .experiment import evaluate_model, provenance, write_json
 from .probe import supervised_baseline
 from .report import markdown_table
+from .store import SkeletonDataset
 from .train import load_data, pretrain, resolve_device
 
 # Paper Table V (SBU, 5 folds). N-UCLA is not reported in the paper.
@@ -39,23 +41,19 @@ CONFIGS = {("sbu", "ours"): "sbu", ("sbu", "paper"): "sbu-paper",
 METHODS = ["RNN (supervised)", "GRU (supervised)", "LSTM (supervised)", "CAE", "CAE+"]
 
 
-def _cell(cfg: Config, split: str, seed: int, out: Path, progress: bool, supervised_epochs: int) -> dict[str, Any]:
+def _cell(cfg: Config, ds: SkeletonDataset, split: str, seed: int, out: Path, progress: bool,
+          supervised_epochs: int) -> dict[str, Any]:
     """One (split, seed): pretrain + CAE/CAE+ linear probes + supervised baselines."""
     res_path = out / "results.json"
     if res_path.exists():
         return json.loads(res_path.read_text())
-    from .config import replace_in
-
     cfg = replace_in(cfg, data={"protocol": split}, train={"seed": seed}, probe={"seed": seed})
     t0 = time.perf_counter()
-    pre = pretrain(cfg, out, resume=(out / "checkpoint.pt").exists(), progress=progress)
-    ds = pre.dataset
+    pre = pretrain(cfg, out, resume=(out / "checkpoint.pt").exists(), progress=progress, dataset=ds)
     device = resolve_device(cfg.train.device)
     res: dict[str, Any] = {"split": split, "seed": seed, "pretrain_seconds": time.perf_counter() - t0,
                            "final_loss": pre.metrics[-1]["loss"], "top1": {}, "top5": {}}
     for rep, name in (("cae", "CAE"), ("cae+", "CAE+")):
-        from dataclasses import replace
-
         r = evaluate_model(pre.learner, ds, split, replace(cfg.probe, representation=rep), ("linear",),
                            device=device)
         res["top1"][name] = r["linear"]["top1"]
@@ -83,7 +81,7 @@ def reproduce(name: str, root: str | None = None, out_dir: str | Path = "runs/re
     ov = list(overrides) + ([f"data.root={root}"] if root else [])
     cfg = load_config(CONFIGS[(name, preset)], ov)
     splits = SPLITS[name] if not folds else [f.strip() for f in folds.split(",")]
-    ds = load_data(cfg)  # fail early on a wrong root, and check the split names
+    ds = load_data(cfg)  # read once for every cell; fails early on a wrong root
     for s in splits:
         ds.split(s)
     out = Path(out_dir)
@@ -94,7 +92,7 @@ def reproduce(name: str, root: str | None = None, out_dir: str | Path = "runs/re
             if progress:
                 print(f"== {name} {split} seed {seed}", flush=True)
             cells.setdefault(split, []).append(
-                _cell(cfg, split, seed, out / split / f"seed{seed}", progress, supervised_epochs))
+                _cell(cfg, ds, split, seed, out / split / f"seed{seed}", progress, supervised_epochs))
     table = format_table(name, splits, cells, preset)
     summary = {"name": name, "preset": preset, "splits": splits, "seeds": list(seeds),
                "seconds": time.perf_counter() - t0, "cells": cells, **provenance(cfg)}
