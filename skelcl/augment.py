@@ -487,6 +487,51 @@ class SwapPersons(Augmentation):
 
 
 @dataclass(frozen=True)
+class Crop(Augmentation):
+    """Temporal crop-and-resize: a random window of the valid frames stretched back to full length.
+
+    Not one of the paper's seven; the temporal augmentation of later skeleton contrastive methods
+    (SkeletonCLR, AimCLR). The window covers a fraction U[min_ratio, 1] of each sample's valid
+    frames at a uniform random start, and is resampled by linear interpolation to the sample's own
+    length, so the length and the padding are unchanged. It makes the two views differ in speed and
+    extent, which a reversed/sheared pair never does. A person absent in the nearer source frame
+    stays absent. Params: ``start`` (B,) and ``span`` (B,) in frames (float).
+    """
+
+    name: ClassVar[str] = "crop"
+    min_ratio: float = 0.5
+
+    def __post_init__(self) -> None:
+        _need(0 < self.min_ratio <= 1, "crop.min_ratio must be in (0, 1]", self.min_ratio)
+
+    def draw(self, x: torch.Tensor, lengths: torch.Tensor, gen: torch.Generator | None = None) -> Params:
+        b = x.shape[0]
+        n = lengths.to(torch.float32).clamp(min=1)
+        span = _uniform(gen, (b,), self.min_ratio, 1.0, x.device) * n
+        start = _rand(gen, (b,), x.device) * (n - span)
+        return {"start": start, "span": span}
+
+    def apply(self, x: torch.Tensor, lengths: torch.Tensor, params: Params) -> torch.Tensor:
+        b, t = x.shape[:2]
+        n = lengths.to(torch.float32).clamp(min=1)
+        tt = torch.arange(t, device=x.device, dtype=torch.float32)[None, :]
+        # output frame j of a length-n sample samples source position start + j * (span - 1) / (n - 1)
+        step = (params["span"] - 1).clamp(min=0) / (n - 1).clamp(min=1)
+        pos = params["start"][:, None] + tt * step[:, None]
+        last = (lengths - 1).clamp(min=0)[:, None]
+        lo = pos.floor().long().clamp(min=0)
+        lo = torch.minimum(lo, last)
+        hi = torch.minimum(lo + 1, last)
+        w = (pos - lo.to(pos.dtype)).clamp(0, 1).to(x.dtype)[:, :, None, None, None]
+        rows = torch.arange(b, device=x.device)[:, None]
+        xlo, xhi = x[rows, lo], x[rows, hi]
+        out = xlo + (xhi - xlo) * w
+        near = torch.where(w >= 0.5, presence(xhi), presence(xlo))
+        out = out * near.to(x.dtype)
+        return out * valid_mask(lengths, t)[:, :, None, None, None].to(x.dtype)
+
+
+@dataclass(frozen=True)
 class Identity(Augmentation):
     """No augmentation: the baseline the paper compares against."""
 
@@ -497,7 +542,8 @@ class Identity(Augmentation):
 
 
 AUGMENTATIONS: dict[str, type[Augmentation]] = {
-    cls.name: cls for cls in (Rotate, Shear, Reverse, Noise, Blur, JointMask, ChannelMask, SwapPersons, Identity)
+    cls.name: cls for cls in (Rotate, Shear, Reverse, Noise, Blur, JointMask, ChannelMask, SwapPersons, Crop,
+                               Identity)
 }
 
 # The paper's order of presentation (Fig. 2), used by plots and benchmarks.

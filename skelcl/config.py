@@ -57,6 +57,9 @@ class ContrastConfig:
         ``*-paper.yaml`` configs turn it off and use tau 0.06 as the paper does.
     head: ``none`` | ``linear`` | ``mlp`` projection head with ``head_dim`` outputs.
     fill_queue: spend one epoch filling the queue with keys before training (released code).
+    pool: which encoder output is contrasted: ``tap`` (temporal average of the hidden states, the
+        paper's default) or ``last`` (the last valid hidden state h_T: the paper's "without TAP"
+        variant of Fig. 5; evaluate it with ``probe.representation: last_q``).
     """
 
     paradigm: str = "queue"
@@ -68,6 +71,7 @@ class ContrastConfig:
     head_dim: int = 128
     bank_momentum: float = 0.5
     fill_queue: bool = False
+    pool: str = "tap"
 
 
 @dataclass

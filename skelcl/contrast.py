@@ -16,10 +16,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ContrastConfig, ModelConfig
+from .errors import SettingError
 from .encoder import SequenceEncoder, build_encoder
 
 PARADIGMS = ("queue", "end_to_end", "memory_bank")
 HEADS = ("none", "linear", "mlp")
+POOLS = ("tap", "last")
 
 
 def info_nce(q: torch.Tensor, k_pos: torch.Tensor, negatives: torch.Tensor | None, tau: float,
@@ -52,7 +54,7 @@ def build_head(kind: str, dim_in: int, dim_out: int) -> nn.Module:
         return nn.Linear(dim_in, dim_out)
     if kind == "mlp":
         return nn.Sequential(nn.Linear(dim_in, dim_in), nn.ReLU(inplace=True), nn.Linear(dim_in, dim_out))
-    raise ValueError(f"unknown head {kind!r}; known: {', '.join(HEADS)}")
+    raise SettingError(f"unknown head {kind!r}; known: {', '.join(HEADS)}")
 
 
 def _gather_all(t: torch.Tensor) -> torch.Tensor:
@@ -73,7 +75,7 @@ class KeyQueue(nn.Module):
     def __init__(self, size: int, dim: int, normalize: bool, generator: torch.Generator | None = None) -> None:
         super().__init__()
         if size < 1:
-            raise ValueError("queue size must be >= 1")
+            raise SettingError("queue size must be >= 1")
         if normalize:
             init = F.normalize(torch.randn(size, dim, generator=generator), dim=1)
         else:
@@ -107,7 +109,9 @@ class ContrastiveLearner(nn.Module):
                  seed: int = 0, persons: int = 1) -> None:
         super().__init__()
         if cfg.paradigm not in PARADIGMS:
-            raise ValueError(f"unknown paradigm {cfg.paradigm!r}; known: {', '.join(PARADIGMS)}")
+            raise SettingError(f"unknown paradigm {cfg.paradigm!r}; known: {', '.join(PARADIGMS)}")
+        if cfg.pool not in POOLS:
+            raise SettingError(f"unknown contrast.pool {cfg.pool!r}; known: {', '.join(POOLS)}")
         self.cfg = cfg
         self.encoder_q: SequenceEncoder = build_encoder(input_dim, model, persons=persons)
         feat = self.encoder_q.output_dim
@@ -125,7 +129,7 @@ class ContrastiveLearner(nn.Module):
             self.queue = KeyQueue(cfg.queue_size, self.dim, cfg.normalize, gen)
         elif cfg.paradigm == "memory_bank":
             if num_samples < 1:
-                raise ValueError("memory_bank needs num_samples (the training-set size)")
+                raise SettingError("memory_bank needs num_samples (the training-set size)")
             bank = KeyQueue(num_samples, self.dim, cfg.normalize, gen).keys
             self.register_buffer("bank", bank)
 
@@ -148,7 +152,8 @@ class ContrastiveLearner(nn.Module):
 
     # --- forward ------------------------------------------------------------------------
     def _embed(self, enc: nn.Module, head: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        z = head(enc(x, lengths).pooled)
+        out = enc(x, lengths)
+        z = head(out.pooled if self.cfg.pool == "tap" else out.last)
         return F.normalize(z, dim=1) if self.cfg.normalize else z
 
     def forward(self, xq: torch.Tensor, xk: torch.Tensor, lengths: torch.Tensor,

@@ -13,8 +13,10 @@ import torch
 from torch import nn
 
 from .augment import persons_present, valid_mask
+from .errors import SettingError
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+PERSON_POOLS = ("concat", "mean", "symmetric")
 
 
 @dataclass
@@ -53,7 +55,11 @@ class SequenceEncoder(nn.Module):
         persons: M, the number of person slots in the input (needed by ``person_pool="mean"``).
         person_pool: ``concat`` feeds all persons' joints as one frame vector (the paper);
             ``mean`` runs the same RNN over each present person separately and averages their
-            states, so the encoding does not depend on the order the sensor listed the persons in.
+            states, so the encoding does not depend on the order the sensor listed the persons in;
+            ``symmetric`` runs the concatenated frame vector in both person orders (persons 1 and 2
+            swapped where a second person is present) and averages the two outputs: order-free
+            like ``mean``, but the RNN still sees both persons together (interactions). Twice the
+            compute for two-person data.
     """
 
     def __init__(self, input_dim: int, hidden: int = 256, layers: int = 1, cell: str = "lstm",
@@ -61,18 +67,18 @@ class SequenceEncoder(nn.Module):
                  dropout: float = 0.0, motion: bool = False, persons: int = 1,
                  person_pool: str = "concat") -> None:
         super().__init__()
-        if person_pool not in ("concat", "mean"):
-            raise ValueError(f"person_pool must be 'concat' or 'mean', got {person_pool!r}")
+        if person_pool not in PERSON_POOLS:
+            raise SettingError(f"person_pool must be one of {', '.join(PERSON_POOLS)}, got {person_pool!r}")
         if person_pool == "mean" and input_dim % max(persons, 1):
-            raise ValueError(f"input_dim {input_dim} is not divisible by persons {persons}")
+            raise SettingError(f"input_dim {input_dim} is not divisible by persons {persons}")
         self.persons = max(int(persons), 1)
         self.person_pool = person_pool
         if cell not in CELLS:
-            raise ValueError(f"unknown cell {cell!r}; known: {', '.join(CELLS)}")
+            raise SettingError(f"unknown cell {cell!r}; known: {', '.join(CELLS)}")
         if tap not in ("masked", "all"):
-            raise ValueError(f"tap must be 'masked' or 'all', got {tap!r}")
+            raise SettingError(f"tap must be 'masked' or 'all', got {tap!r}")
         if input_norm not in ("none", "batchnorm"):
-            raise ValueError(f"input_norm must be 'none' or 'batchnorm', got {input_norm!r}")
+            raise SettingError(f"input_norm must be 'none' or 'batchnorm', got {input_norm!r}")
         self.input_dim = input_dim
         self.motion = motion
         self.tap = tap
@@ -87,7 +93,26 @@ class SequenceEncoder(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         if self.person_pool == "mean":
             return self._forward_per_person(x, lengths)
+        if self.person_pool == "symmetric" and x.dim() == 5 and x.shape[2] >= 2:
+            return self._forward_symmetric(x, lengths)
         return self._forward_flat(x, lengths)
+
+    def _forward_symmetric(self, x: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
+        """x (N, T, M, V, C): the mean of the outputs for both orders of persons 1 and 2.
+
+        One-person samples are not swapped, so their output is their plain output.
+        """
+        n = x.shape[0]
+        order = torch.arange(x.shape[2], device=x.device)
+        order[0], order[1] = 1, 0
+        swap = persons_present(x)[:, 1]
+        xs = torch.where(swap[:, None, None, None, None], x[:, :, order], x)
+        both = self._forward_flat(torch.cat([x, xs], 0), torch.cat([lengths, lengths], 0).to(x.device))
+
+        def avg(a: torch.Tensor) -> torch.Tensor:
+            return (a[:n] + a[n:]) / 2
+
+        return EncoderOutput(states=avg(both.states), pooled=avg(both.pooled), last=avg(both.last))
 
     def _forward_per_person(self, x: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         """x (N, T, M, V, C): each person through the RNN, states averaged over present persons."""

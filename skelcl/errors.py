@@ -22,3 +22,7 @@ class DataFormatError(SkelclError):
 
 class ConfigError(SkelclError):
     """A configuration value, protocol name or option is not valid."""
+
+
+class SettingError(ConfigError, ValueError):
+    """A model or learner setting is out of range (also a ValueError, for library callers)."""

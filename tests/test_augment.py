@@ -13,6 +13,7 @@ from skelcl.augment import (
     AUGMENTATIONS,
     Blur,
     ChannelMask,
+    Crop,
     Compose,
     Identity,
     JointMask,
@@ -343,7 +344,7 @@ def test_build_augment_specs():
     assert len(build_augment(["none"])) == 0 and len(build_augment(None)) == 0
     assert build_augment([{"blur": None}]).ops == (Blur(),)
     assert build_augment([{"rotate": {"variant": "released-code"}}]).ops[0].minor == 0.0
-    assert set(AUGMENTATIONS) == set(ALL_SEVEN) | {"none", "swap_persons"}
+    assert set(AUGMENTATIONS) == set(ALL_SEVEN) | {"none", "swap_persons", "crop"}
     for cls in AUGMENTATIONS.values():
         assert cls.__doc__ and cls.__doc__.strip()
 
@@ -450,3 +451,27 @@ def test_swap_persons_swaps_exactly_the_drawn_two_person_samples():
     assert torch.equal(y[swap][:, :, 0], x[swap][:, :, 1]) and torch.equal(y[swap][:, :, 1], x[swap][:, :, 0])
     assert torch.equal(y[~swap], x[~swap])
     assert torch.equal(op.apply(y, lengths, params), x)  # an involution
+
+
+def test_crop_resamples_the_drawn_window_linearly():
+    x = torch.zeros(2, 10, 1, 1, 1)
+    x[0, :8, 0, 0, 0] = torch.arange(1, 9.0)
+    x[1, :, 0, 0, 0] = torch.arange(1, 11.0)
+    lengths = torch.tensor([8, 10])
+    params = {"start": torch.tensor([2.0, 0.0]), "span": torch.tensor([4.0, 10.0])}
+    y = Crop().apply(x, lengths, params)[..., 0, 0, 0]
+    # sample 0: window frames 2..5 (values 3..6) stretched over 8 frames; padding stays zero
+    assert torch.allclose(y[0, :8], torch.linspace(3, 6, 8))
+    assert torch.all(y[0, 8:] == 0)
+    # sample 1: the full window is the identity
+    assert torch.allclose(y[1], x[1, :, 0, 0, 0])
+
+
+def test_crop_draws_windows_inside_the_valid_frames():
+    x, lengths = make_batch()
+    p = Crop(min_ratio=0.3).draw(x, lengths, torch.Generator().manual_seed(3))
+    n = lengths.float()
+    assert torch.all(p["span"] >= 0.3 * n - 1e-5) and torch.all(p["span"] <= n + 1e-5)
+    assert torch.all(p["start"] >= 0) and torch.all(p["start"] + p["span"] <= n + 1e-4)
+    with pytest.raises(ConfigError, match="min_ratio"):
+        Crop(min_ratio=0.0)

@@ -9,6 +9,7 @@ import torch
 from skelcl.config import ContrastConfig, ModelConfig
 from skelcl.contrast import ContrastiveLearner, KeyQueue, info_nce
 from skelcl.encoder import SequenceEncoder
+from skelcl.errors import ConfigError
 
 
 def _batch(n=6, t=10, d=2 * 5 * 3, seed=0):
@@ -152,3 +153,16 @@ def test_person_mean_pool_is_invariant_to_person_order_and_absent_persons():
     learner = ContrastiveLearner(30, ModelConfig(hidden=8, person_pool="mean"), ContrastConfig(queue_size=8),
                                  persons=2)
     assert torch.isfinite(learner(x, swapped, lengths))
+
+
+def test_pool_last_contrasts_the_last_hidden_state():
+    """contrast.pool='last' (the paper's no-TAP variant) embeds h_T; 'tap' embeds the TAP mean."""
+    x, lengths = _batch()
+    for pool, field_name in (("tap", "pooled"), ("last", "last")):
+        torch.manual_seed(0)
+        learner = ContrastiveLearner(30, ModelConfig(hidden=8), ContrastConfig(pool=pool, normalize=True))
+        out = learner.encoder_q(x, lengths)
+        z = learner._embed(learner.encoder_q, learner.head_q, x, lengths)
+        assert torch.allclose(z, torch.nn.functional.normalize(getattr(out, field_name), dim=1))
+    with pytest.raises(ConfigError, match="pool"):
+        ContrastiveLearner(30, ModelConfig(hidden=8), ContrastConfig(pool="max"))
