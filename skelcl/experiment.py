@@ -21,7 +21,8 @@ from .config import Config, ProbeConfig, apply_overrides, config_from_dict, load
 from .contrast import ContrastiveLearner
 from .encoder import SequenceEncoder, build_encoder
 from .errors import ConfigError
-from .probe import encode, knn_eval, linear_eval, logistic_baseline, semi_supervised_eval, supervised_baseline
+from .probe import (encode, knn_eval, linear_eval, logistic_baseline, semi_supervised_eval, supervised_baseline,
+                    topk_accuracy)
 from .report import markdown_table, plot_confusion, plot_tsne
 from .store import SkeletonDataset
 from .train import load_checkpoint, load_data, pretrain, resolve_device
@@ -80,7 +81,7 @@ def write_json(path: str | Path, data: dict[str, Any]) -> Path:
 
 def _strip(res: dict[str, Any]) -> dict[str, Any]:
     """Drop bulky arrays (predictions, classifier weights) from a probe result for results.json."""
-    return {k: v for k, v in res.items() if k not in ("pred", "classifier", "neighbors")}
+    return {k: v for k, v in res.items() if k not in ("pred", "scores", "classifier", "neighbors")}
 
 
 def split_features(model: torch.nn.Module, ds: SkeletonDataset, protocol: str, representation: str,
@@ -154,6 +155,53 @@ def evaluate_checkpoint(path: str | Path, protocols: Sequence[str] = ("linear",)
     return res
 
 
+def evaluate_ensemble(paths: Sequence[str | Path], out_dir: str | Path | None = None,
+                      overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Linear probes of several pretrained encoders on the same data split, their softmax averaged.
+
+    Each run keeps its own preprocessing, encoder and probe settings (a position stream and a
+    velocity stream, say); ``overrides`` apply to every run (``probe.weight_decay=0.01``). All runs
+    must cover the same test sequences in the same order, which is checked on the labels.
+    Returns (and writes to ``out_dir/results.json``) each member's top-1/top-5 and the ensemble's.
+    """
+    if len(paths) < 2:
+        raise ConfigError("an ensemble needs at least two runs")
+    members: list[dict[str, Any]] = []
+    probs: list[np.ndarray] = []
+    y_ref: np.ndarray | None = None
+    cfg0: Config | None = None
+    for path in paths:
+        learner, cfg = load_checkpoint(path)
+        cfg = config_from_dict(apply_overrides(cfg.to_dict(), overrides))
+        cfg0 = cfg0 or cfg
+        ds = load_data(cfg)
+        device = resolve_device(cfg.train.device)
+        f_tr, y_tr, f_te, y_te = split_features(learner.to(device), ds, cfg.data.protocol,
+                                                cfg.probe.representation, device, cfg.probe.person_symmetric)
+        if y_ref is None:
+            y_ref = y_te
+        elif y_te.shape != y_ref.shape or not np.array_equal(y_te, y_ref):
+            raise ConfigError(f"{path}: its test split ({ds.name} {cfg.data.protocol}, {len(y_te)} sequences) "
+                              f"differs from the first run's; ensemble runs of the same data and split")
+        lin = linear_eval(f_tr, y_tr, f_te, y_te, cfg.probe, num_classes=ds.num_classes, device=device)
+        p = torch.softmax(torch.as_tensor(lin["scores"]), 1).numpy()
+        probs.append(p)
+        members.append({"run": str(path), "dataset": ds.name, "protocol": cfg.data.protocol,
+                        "representation": cfg.probe.representation, "top1": lin["top1"], "top5": lin["top5"]})
+    assert y_ref is not None and cfg0 is not None
+    mean = np.mean(probs, 0)
+    top1, top5 = topk_accuracy(mean, y_ref, (1, 5))
+    res: dict[str, Any] = {"dataset": members[0]["dataset"], "protocol": members[0]["protocol"],
+                           "members": members, "ensemble": {"top1": top1, "top5": top5,
+                                                            "rule": "mean of the members' softmax"}}
+    res.update(provenance(cfg0))
+    res.pop("config")
+    res["overrides"] = list(overrides)
+    out = Path(out_dir) if out_dir else (Path(paths[0]) if Path(paths[0]).is_dir() else Path(paths[0]).parent)
+    write_json(out / "ensemble.json", res)
+    return res
+
+
 def random_encoder(cfg: Config, input_dim: int, persons: int = 1) -> SequenceEncoder:
     """An untrained encoder of the same architecture (the baseline every trained encoder must beat)."""
     torch.manual_seed(cfg.train.seed)
@@ -219,5 +267,5 @@ def demo(out_dir: str | Path = "runs/demo", overrides: Sequence[str] = (), progr
     return res
 
 
-__all__ = ["demo", "evaluate_checkpoint", "evaluate_model", "run", "format_run_summary", "write_json",
+__all__ = ["demo", "evaluate_checkpoint", "evaluate_ensemble", "evaluate_model", "run", "format_run_summary", "write_json",
            "provenance", "random_encoder", "ContrastiveLearner"]

@@ -294,7 +294,8 @@ def linear_eval(train_feats: ArrayLike, train_labels: ArrayLike, test_feats: Arr
         selected on test, for comparison with the released code only), ``history`` (per epoch:
         ``train_loss``, ``test_top1``, ``lr``), ``pred`` (N_test,) final predictions, ``classifier``
         (numpy ``weight`` (C, D), ``bias`` (C,), and ``mean`` / ``std`` when standardised),
-        ``diverged`` (a non-finite loss was seen), sizes and ``seconds``.
+        ``scores`` (N_test, C) final test logits, ``diverged`` (a non-finite loss was seen), sizes
+        and ``seconds``.
     """
     cfg = cfg or ProbeConfig()
     t0 = time.perf_counter()
@@ -363,6 +364,7 @@ def linear_eval(train_feats: ArrayLike, train_labels: ArrayLike, test_feats: Arr
         "best_epoch_note": BEST_EPOCH_NOTE,
         "history": {"train_loss": losses, "test_top1": test_top1, "lr": lrs},
         "pred": logits.argmax(1).cpu().numpy(),
+        "scores": logits.cpu().numpy(),
         "classifier": classifier,
         "standardize": bool(cfg.standardize),
         "diverged": diverged,

@@ -63,3 +63,27 @@ def test_semi_supervised_via_cli(trained, tmp_path, capsys):
 def test_unknown_protocol_and_missing_checkpoint_are_clear_errors(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "nothing")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_ensemble_of_two_streams_via_cli(trained, tmp_path, capsys):
+    """--ensemble: each member keeps its own encoder (here a velocity stream); the mean softmax is scored."""
+    out, res = trained
+    other = tmp_path / "motion"
+    run(load_config("synthetic", SMALL + ["model.motion=true", "optim.epochs=3"]), other, progress=False,
+        baselines=False, protocols=("linear",))
+    assert main(["evaluate", str(out), "--ensemble", str(other), "--out", str(tmp_path)]) == 0
+    saved = json.loads((tmp_path / "ensemble.json").read_text())
+    assert [m["run"] for m in saved["members"]] == [str(out), str(other)]
+    # the first member is the run's own probe: same checkpoint, same probe, same figure
+    assert saved["members"][0]["top1"] == pytest.approx(res["linear"]["top1"])
+    assert 0 <= saved["ensemble"]["top1"] <= saved["ensemble"]["top5"] <= 100
+    assert "ensemble (mean softmax)" in capsys.readouterr().out
+
+
+def test_ensemble_rejects_a_different_split(trained, tmp_path, capsys):
+    out, _ = trained
+    xview = tmp_path / "xview"
+    run(load_config("synthetic", SMALL + ["data.protocol=xview", "optim.epochs=2"]), xview, progress=False,
+        baselines=False, protocols=("linear",))
+    assert main(["evaluate", str(out), "--ensemble", str(xview)]) == 2
+    assert "differs from the first run" in capsys.readouterr().err

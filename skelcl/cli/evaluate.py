@@ -15,10 +15,26 @@ def _print_summary(res: dict, out: str) -> None:
     print(f"\nresults.json, loss.png, tsne.png, confusion.png in {out}")
 
 
+def _ensemble(args: argparse.Namespace) -> int:
+    from ..experiment import evaluate_ensemble
+    from ..report import markdown_table
+
+    if args.protocol != "linear":
+        from ..errors import ConfigError
+        raise ConfigError("--ensemble combines linear probes: use it with --protocol linear")
+    res = evaluate_ensemble([args.checkpoint, *args.ensemble], out_dir=args.out, overrides=args.overrides)
+    rows = [[m["run"], m["top1"], m["top5"]] for m in res["members"]]
+    rows.append(["ensemble (mean softmax)", res["ensemble"]["top1"], res["ensemble"]["top5"]])
+    print(markdown_table([f"{res['dataset']} {res['protocol']} linear probe", "top-1 %", "top-5 %"], rows))
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from ..experiment import evaluate_checkpoint
     from ..report import markdown_table
 
+    if args.ensemble:
+        return _ensemble(args)
     fractions = [float(f) for f in args.fractions.split(",")]
     res = evaluate_checkpoint(args.checkpoint, [args.protocol], dataset=args.dataset, root=args.root,
                               data_protocol=args.split, overrides=args.overrides, out_dir=args.out,
@@ -77,6 +93,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fractions", default="0.01,0.1,0.5", help="label fractions for --protocol semi")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override e.g. probe.representation=cae+ or probe.standardize=true")
+    p.add_argument("--ensemble", action="append", default=[], metavar="RUN",
+                   help="another run on the same data and split (repeatable): average the linear probes' "
+                        "softmax over all runs, e.g. a position and a velocity stream; writes ensemble.json")
     p.add_argument("--out", default=None, help="where results.json goes (default: the run folder)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_evaluate)
