@@ -65,12 +65,17 @@ def test_unknown_protocol_and_missing_checkpoint_are_clear_errors(tmp_path, caps
     assert "no checkpoint" in capsys.readouterr().err
 
 
+def _short_run(out, *overrides):
+    """A few-epoch run with a linear probe only: a second ensemble member."""
+    run(load_config("synthetic", SMALL + list(overrides)), out, progress=False, baselines=False,
+        protocols=("linear",))
+    return out
+
+
 def test_ensemble_of_two_streams_via_cli(trained, tmp_path, capsys):
     """--ensemble: each member keeps its own encoder (here a velocity stream); the mean softmax is scored."""
     out, res = trained
-    other = tmp_path / "motion"
-    run(load_config("synthetic", SMALL + ["model.motion=true", "optim.epochs=3"]), other, progress=False,
-        baselines=False, protocols=("linear",))
+    other = _short_run(tmp_path / "motion", "model.motion=true", "optim.epochs=3")
     assert main(["evaluate", str(out), "--ensemble", str(other), "--out", str(tmp_path)]) == 0
     saved = json.loads((tmp_path / "ensemble.json").read_text())
     assert [m["run"] for m in saved["members"]] == [str(out), str(other)]
@@ -82,8 +87,6 @@ def test_ensemble_of_two_streams_via_cli(trained, tmp_path, capsys):
 
 def test_ensemble_rejects_a_different_split(trained, tmp_path, capsys):
     out, _ = trained
-    xview = tmp_path / "xview"
-    run(load_config("synthetic", SMALL + ["data.protocol=xview", "optim.epochs=2"]), xview, progress=False,
-        baselines=False, protocols=("linear",))
+    xview = _short_run(tmp_path / "xview", "data.protocol=xview", "optim.epochs=2")
     assert main(["evaluate", str(out), "--ensemble", str(xview)]) == 2
     assert "differs from the first run" in capsys.readouterr().err
