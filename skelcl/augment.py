@@ -486,6 +486,17 @@ class SwapPersons(Augmentation):
         return torch.where(params["swap"][:, None, None, None, None], x[:, :, swapped], x)
 
 
+def swap_two_persons(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(B, T, M, V, C) with persons 1 and 2 swapped in every sample that has a second person.
+
+    The deterministic half of :class:`SwapPersons` (p = 1), used where an output must not depend on
+    the person order: the person-symmetric probe and the ``symmetric`` encoder.
+    """
+    if x.shape[2] < 2:
+        return x
+    return SwapPersons().apply(x, lengths, {"swap": persons_present(x)[:, 1]})
+
+
 @dataclass(frozen=True)
 class Crop(Augmentation):
     """Temporal crop-and-resize: a random window of the valid frames stretched back to full length.

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .augment import persons_present, valid_mask
+from .augment import persons_present, swap_two_persons, valid_mask
 from .errors import SettingError
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
@@ -103,11 +103,8 @@ class SequenceEncoder(nn.Module):
         One-person samples are not swapped, so their output is their plain output.
         """
         n = x.shape[0]
-        order = torch.arange(x.shape[2], device=x.device)
-        order[0], order[1] = 1, 0
-        swap = persons_present(x)[:, 1]
-        xs = torch.where(swap[:, None, None, None, None], x[:, :, order], x)
-        both = self._forward_flat(torch.cat([x, xs], 0), torch.cat([lengths, lengths], 0).to(x.device))
+        both = self._forward_flat(torch.cat([x, swap_two_persons(x, lengths)], 0),
+                                  torch.cat([lengths, lengths], 0).to(x.device))
 
         def avg(a: torch.Tensor) -> torch.Tensor:
             return (a[:n] + a[n:]) / 2

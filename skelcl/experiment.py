@@ -161,8 +161,9 @@ def evaluate_ensemble(paths: Sequence[str | Path], out_dir: str | Path | None = 
 
     Each run keeps its own preprocessing, encoder and probe settings (a position stream and a
     velocity stream, say); ``overrides`` apply to every run (``probe.weight_decay=0.01``). All runs
-    must cover the same test sequences in the same order, which is checked on the labels.
-    Returns (and writes to ``out_dir/results.json``) each member's top-1/top-5 and the ensemble's.
+    must cover the same test sequences in the same order, which is checked on the labels. Members
+    with the same data settings share one read of the dataset.
+    Returns (and writes to ``out_dir/ensemble.json``) each member's top-1/top-5 and the ensemble's.
     """
     if len(paths) < 2:
         raise ConfigError("an ensemble needs at least two runs")
@@ -170,11 +171,15 @@ def evaluate_ensemble(paths: Sequence[str | Path], out_dir: str | Path | None = 
     probs: list[np.ndarray] = []
     y_ref: np.ndarray | None = None
     cfg0: Config | None = None
+    datasets: dict[str, SkeletonDataset] = {}
     for path in paths:
         learner, cfg = load_checkpoint(path)
         cfg = config_from_dict(apply_overrides(cfg.to_dict(), overrides))
         cfg0 = cfg0 or cfg
-        ds = load_data(cfg)
+        key = json.dumps(_jsonable(cfg.to_dict()["data"]), sort_keys=True)
+        if key not in datasets:
+            datasets[key] = load_data(cfg)
+        ds = datasets[key]
         device = resolve_device(cfg.train.device)
         f_tr, y_tr, f_te, y_te = split_features(learner.to(device), ds, cfg.data.protocol,
                                                 cfg.probe.representation, device, cfg.probe.person_symmetric)

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .augment import SwapPersons, persons_present
+from .augment import swap_two_persons
 from .config import ProbeConfig
 from .encoder import SequenceEncoder
 from .errors import ConfigError
@@ -239,8 +239,7 @@ def encode(learner_or_encoder: nn.Module, x: ArrayLike, lengths: ArrayLike, repr
             f = _features(enc_q, enc_k, representation, xb, lb)
             if person_symmetric and xb.dim() == 5 and xb.shape[2] >= 2:
                 # one-person samples are left unswapped, so their average is their own feature
-                xs = SwapPersons().apply(xb, lb, {"swap": persons_present(xb)[:, 1]})
-                f = (f + _features(enc_q, enc_k, representation, xs, lb)) / 2
+                f = (f + _features(enc_q, enc_k, representation, swap_two_persons(xb, lb), lb)) / 2
             out.append(f.float().cpu().numpy())
     if not out:
         dim = getattr(enc_q, "output_dim", 0) * (2 if representation == "cae+" else 1)

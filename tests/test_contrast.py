@@ -155,6 +155,21 @@ def test_person_mean_pool_is_invariant_to_person_order_and_absent_persons():
     assert torch.isfinite(learner(x, swapped, lengths))
 
 
+def test_person_symmetric_pool_ignores_person_order_and_keeps_one_person_samples():
+    torch.manual_seed(0)
+    enc = SequenceEncoder(30, hidden=8, persons=2, person_pool="symmetric")
+    assert enc.rnn.input_size == 30  # both persons still enter the RNN together
+    x, lengths = _batch(n=3, t=10)
+    out, swapped = enc(x, lengths), enc(x.flip(2), lengths)
+    for field_name in ("states", "pooled", "last"):
+        torch.testing.assert_close(getattr(out, field_name), getattr(swapped, field_name))
+    one = x.clone()
+    one[:, :, 1] = 0  # no second person: nothing to swap, the plain encoding
+    flat = SequenceEncoder(30, hidden=8, persons=2)
+    flat.load_state_dict(enc.state_dict())
+    torch.testing.assert_close(enc(one, lengths).pooled, flat(one, lengths).pooled)
+
+
 def test_pool_last_contrasts_the_last_hidden_state():
     """contrast.pool='last' (the paper's no-TAP variant) embeds h_T; 'tap' embeds the TAP mean."""
     x, lengths = _batch()

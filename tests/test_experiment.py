@@ -90,3 +90,6 @@ def test_ensemble_rejects_a_different_split(trained, tmp_path, capsys):
     xview = _short_run(tmp_path / "xview", "data.protocol=xview", "optim.epochs=2")
     assert main(["evaluate", str(out), "--ensemble", str(xview)]) == 2
     assert "differs from the first run" in capsys.readouterr().err
+    # --split applies to every member, so both are then probed on the same xsub split
+    assert main(["evaluate", str(out), "--ensemble", str(xview), "--split", "xsub", "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "ensemble.json").read_text())["protocol"] == "xsub"

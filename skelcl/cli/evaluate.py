@@ -22,7 +22,8 @@ def _ensemble(args: argparse.Namespace) -> int:
     if args.protocol != "linear":
         from ..errors import ConfigError
         raise ConfigError("--ensemble combines linear probes: use it with --protocol linear")
-    res = evaluate_ensemble([args.checkpoint, *args.ensemble], out_dir=args.out, overrides=args.overrides)
+    data = [f"data.{k}={v}" for k, v in (("dataset", args.dataset), ("root", args.root), ("protocol", args.split)) if v]
+    res = evaluate_ensemble([args.checkpoint, *args.ensemble], out_dir=args.out, overrides=data + args.overrides)
     rows = [[m["run"], m["top1"], m["top5"]] for m in res["members"]]
     rows.append(["ensemble (mean softmax)", res["ensemble"]["top1"], res["ensemble"]["top5"]])
     print(markdown_table([f"{res['dataset']} {res['protocol']} linear probe", "top-1 %", "top-5 %"], rows))
