@@ -60,6 +60,11 @@ class ContrastConfig:
     pool: which encoder output is contrasted: ``tap`` (temporal average of the hidden states, the
         paper's default) or ``last`` (the last valid hidden state h_T: the paper's "without TAP"
         variant of Fig. 5; evaluate it with ``probe.representation: last_q``).
+    cross_view: probability that a query's key is drawn from another camera's recording of the
+        same performance (same instance in a synchronised multi-view dataset: N-UCLA, NTU) instead
+        of from the same sequence; 0 (default) is the paper's single-sequence positives. Uses the
+        datasets' camera correspondence, never labels; ``queue`` and ``end_to_end`` paradigms only.
+        Samples without a training partner keep their own sequence as the key.
     """
 
     paradigm: str = "queue"
@@ -72,6 +77,7 @@ class ContrastConfig:
     bank_momentum: float = 0.5
     fill_queue: bool = False
     pool: str = "tap"
+    cross_view: float = 0.0
 
 
 @dataclass

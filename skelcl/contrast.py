@@ -157,19 +157,23 @@ class ContrastiveLearner(nn.Module):
         return F.normalize(z, dim=1) if self.cfg.normalize else z
 
     def forward(self, xq: torch.Tensor, xk: torch.Tensor, lengths: torch.Tensor,
-                index: torch.Tensor | None = None) -> torch.Tensor:
+                index: torch.Tensor | None = None, lengths_k: torch.Tensor | None = None) -> torch.Tensor:
+        """InfoNCE of queries xq against keys xk, both (N, T, M, V, C); ``lengths`` (N,) are the
+        queries' valid frames and ``lengths_k`` the keys' (default: the same, as for two
+        augmentations of one sample; they differ when the key is another camera's recording)."""
         cfg = self.cfg
+        lengths_k = lengths if lengths_k is None else lengths_k
         q = self._embed(self.encoder_q, self.head_q, xq, lengths)  # (N, D)
         if cfg.paradigm == "queue":
             assert self.encoder_k is not None and self.head_k is not None and self.queue is not None
             with torch.no_grad():
                 self.momentum_update()
-                k = self._embed(self.encoder_k, self.head_k, xk, lengths)
+                k = self._embed(self.encoder_k, self.head_k, xk, lengths_k)
             loss = info_nce(q, k, self.queue.keys.clone().detach(), cfg.temperature)
             self.queue.enqueue(_gather_all(k))
             return loss
         if cfg.paradigm == "end_to_end":
-            k = self._embed(self.encoder_q, self.head_q, xk, lengths)
+            k = self._embed(self.encoder_q, self.head_q, xk, lengths_k)
             return info_nce(q, k, None, cfg.temperature, in_batch=True)
         # memory bank: positive = the sample's stored representation, negatives = a random draw
         if index is None:

@@ -21,6 +21,7 @@ from .layouts import JointLayout
 
 LENGTH_MODES = ("crop", "resample", "resample_all")
 CENTRE_MODES = ("joint", "first_frame", "none")
+VIEW_ALIGN_MODES = ("none", "yaw", "full")
 
 
 @dataclass
@@ -37,8 +38,11 @@ class Preprocess:
         centre: ``joint`` subtracts the centre joint per frame and per person (the paper);
             ``first_frame`` subtracts person 1's centre joint of the first frame from everything,
             keeping global motion; ``none`` leaves coordinates as read.
-        view_align: rotate each sequence about the vertical (y) axis so that person 1's
-            left-right axis (shoulders + hips, averaged over valid frames) points along +x.
+        view_align: ``none`` (or false) leaves the orientation as read; ``yaw`` (or true) rotates each
+            sequence about the vertical (y) axis so that person 1's left-right axis (shoulders + hips,
+            averaged over valid frames) points along +x; ``full`` also tilts it so that person 1's
+            mean hips-to-shoulders vector points along +y, removing the camera's pitch and roll
+            (cameras mounted at other heights or tilts, as across N-UCLA's views).
         scale: divide by person 1's mean bone length, making body size irrelevant.
         dtype: storage dtype (``float32`` or ``float16``; batches are always float32).
         person_order: ``file`` keeps the persons in the order read (the paper); ``motion`` puts the
@@ -50,7 +54,7 @@ class Preprocess:
     persons: int = 2
     length_mode: str = "crop"
     centre: str = "joint"
-    view_align: bool = False
+    view_align: bool | str = "none"
     scale: bool = False
     dtype: str = "float32"
     person_order: str = "file"
@@ -64,6 +68,10 @@ class Preprocess:
             raise ConfigError("frames and persons must be >= 1")
         if self.person_order not in ("file", "motion"):
             raise ConfigError(f"person_order must be 'file' or 'motion', got {self.person_order!r}")
+        if isinstance(self.view_align, bool):
+            self.view_align = "yaw" if self.view_align else "none"
+        if self.view_align not in VIEW_ALIGN_MODES:
+            raise ConfigError(f"view_align must be true, false or one of {VIEW_ALIGN_MODES}, got {self.view_align!r}")
         if self.dtype not in ("float32", "float16"):
             raise ConfigError(f"dtype must be float32 or float16, got {self.dtype!r}")
 
@@ -168,14 +176,28 @@ def _motion(seq: np.ndarray) -> np.ndarray:
     return (step * both).sum(0)
 
 
-def _yaw_align(seq: np.ndarray, present: np.ndarray, layout: JointLayout) -> np.ndarray:
-    """Rotate (T, M, V, 3) about y so person 1's left->right vector points along +x."""
+def _view_align(seq: np.ndarray, present: np.ndarray, layout: JointLayout, full: bool) -> np.ndarray:
+    """Rotate (T, M, V, 3) so person 1's left->right vector points along +x (about y only, or fully).
+
+    ``full`` builds an orthonormal body frame from the sequence means: y along hips-to-shoulders
+    (the midpoint of the second left/right pair, the hips, to that of the first, the shoulders),
+    x along left-to-right made orthogonal to y, z = x cross y; coordinates are expressed in it.
+    """
     if not layout.left_right:
         return seq
     p0 = seq[:, 0]  # (T, V, 3)
     vec = np.zeros(3)
     for left, right in layout.left_right:
         vec += (p0[:, right] - p0[:, left]).mean(0)
+    if full and len(layout.left_right) >= 2:
+        (ls, rs), (lh, rh) = layout.left_right[:2]
+        up = ((p0[:, ls] + p0[:, rs]) - (p0[:, lh] + p0[:, rh])).mean(0) / 2
+        x_axis = vec - (vec @ up) / max(up @ up, 1e-12) * up
+        if np.linalg.norm(up) > 1e-8 and np.linalg.norm(x_axis) > 1e-8:
+            y_axis = up / np.linalg.norm(up)
+            x_axis = x_axis / np.linalg.norm(x_axis)
+            rot = np.stack([x_axis, y_axis, np.cross(x_axis, y_axis)])  # rows: the new axes
+            return (seq @ rot.T) * present[None, :, None, None]
     angle = np.arctan2(vec[2], vec[0])  # angle of the vector in the x-z plane
     c, s = np.cos(angle), np.sin(angle)
     # rotation about y by +angle maps (cos a, sin a) in x-z onto +x
@@ -223,8 +245,8 @@ def to_canonical(
             first = int(np.argmax(frame_present[:, 0])) if frame_present[:, 0].any() else 0
             seq = seq - seq[first, 0, layout.centre]
         seq = seq * frame_present[:, :, None, None]
-        if pre.view_align and c == 3:
-            seq = _yaw_align(seq, present, layout) * frame_present[:, :, None, None]
+        if pre.view_align != "none" and c == 3:
+            seq = _view_align(seq, present, layout, pre.view_align == "full") * frame_present[:, :, None, None]
         if pre.scale and layout.bones and frame_present[:, 0].any():
             p0 = seq[frame_present[:, 0], 0]
             bl = np.linalg.norm(p0[:, [a for a, _ in layout.bones]] - p0[:, [b for _, b in layout.bones]], axis=-1)

@@ -318,6 +318,36 @@ class BatchSource:
         return xb.float(), self.lengths.index_select(0, sel_d), sel_d
 
 
+def partner_table(ds: SkeletonDataset, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each training position, the other training positions that record the same performance.
+
+    Args:
+        ds: a dataset whose ``meta["instance"]`` names each sample's performance (one id shared by
+            the cameras that filmed it at once).
+        rows: (n,) dataset rows of the training samples.
+
+    Returns:
+        table (n, P) int64 of partner positions (padded with the position itself) and counts (n,)
+        int64 (0 where a sample has no partner among the training samples).
+    """
+    if "instance" not in ds.meta:
+        raise ConfigError(f"contrast.cross_view needs a multi-view dataset whose samples name their "
+                          f"performance (meta 'instance': nucla, ntu60, ntu120); {ds.name!r} has none")
+    inst = np.asarray(ds.meta["instance"])[rows]
+    groups: dict[str, list[int]] = {}
+    for pos, key in enumerate(inst.tolist()):
+        groups.setdefault(key, []).append(pos)
+    width = max(1, max(len(g) for g in groups.values()) - 1)
+    table = np.tile(np.arange(len(rows), dtype=np.int64)[:, None], (1, width))
+    counts = np.zeros(len(rows), dtype=np.int64)
+    for g in groups.values():
+        for pos in g:
+            others = [o for o in g if o != pos]
+            table[pos, :len(others)] = others
+            counts[pos] = len(others)
+    return torch.from_numpy(table), torch.from_numpy(counts)
+
+
 # --------------------------------------------------------------------------------- training
 
 
@@ -385,6 +415,12 @@ class Pretrainer:
 
         self.learner = build_learner(cfg, self.input_dim, n, persons=int(ds.x.shape[2])).to(device)
         self.augment = build_augment(cfg.augment)
+        self.cross_view = float(cfg.contrast.cross_view)
+        if not 0.0 <= self.cross_view <= 1.0:
+            raise ConfigError(f"contrast.cross_view is a probability in [0, 1], got {self.cross_view}")
+        if self.cross_view and cfg.contrast.paradigm == "memory_bank":
+            raise ConfigError("contrast.cross_view needs explicit keys: use paradigm queue or end_to_end")
+        self.partners = partner_table(ds, idx_train) if self.cross_view else None
         self.opt, self.sched = build_optimizer(cfg, self.learner)
         self.start_epoch = 0
         self.metrics: list[dict[str, float]] = []
@@ -435,10 +471,13 @@ class Pretrainer:
     def step(self, sel: torch.Tensor) -> torch.Tensor:
         """One SGD step on training positions ``sel`` (B,); returns the loss averaged over all ranks."""
         xb, lb, sel_d = self.data.get(sel)
+        xkb, lkb = xb, lb
+        if self.partners is not None:
+            xkb, lkb, _ = self.data.get(self.key_positions(sel))
         with self.autocast:
             xq = self.augment(xb, lb, self.aug_gen)
-            xk = self.augment(xb, lb, self.aug_gen)
-            loss = self.model(xq, xk, lb, index=sel_d)
+            xk = self.augment(xkb, lkb, self.aug_gen)
+            loss = self.model(xq, xk, lb, index=sel_d, lengths_k=lkb)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -449,6 +488,17 @@ class Pretrainer:
             dist.all_reduce(loss)  # every rank sees the same value, so all stop together on NaN
             loss = loss / self.dist.world
         return loss
+
+    def key_positions(self, sel: torch.Tensor) -> torch.Tensor:
+        """(B,) training positions of the keys: with probability ``cross_view`` a random other
+        camera's recording of the same performance, else the query's own sequence."""
+        assert self.partners is not None
+        table, counts = self.partners
+        cnt = counts[sel]
+        pick = (torch.rand(sel.shape, generator=self.perm_gen) * cnt.clamp(min=1)).long()
+        other = table[sel, pick.clamp(max=table.shape[1] - 1)]
+        use = (torch.rand(sel.shape, generator=self.perm_gen) < self.cross_view) & (cnt > 0)
+        return torch.where(use, other, sel)
 
     def train_step(self, order: torch.Tensor, b: int) -> torch.Tensor:
         """Step ``b`` of an epoch as :func:`pretrain` runs it: step, accumulate, NaN check.

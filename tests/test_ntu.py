@@ -159,6 +159,9 @@ def test_sample_name_metadata():
         "setup": 17, "camera": 3, "subject": 20, "replication": 2, "action": 60}
     with pytest.raises(ValueError, match="SsssCcccPpppRrrrAaaa"):
         parse_sample_name("S1C1P1R1A1")
+    # the cameras of one performance share an instance id; other names are kept as they are
+    assert ntu.instance_names(["S017C003P020R002A060", "S017C001P020R002A060", "clip7"]).tolist() == [
+        "S017P020R002A060", "S017P020R002A060", "clip7"]
 
 
 def test_statistics_ntu60_split_sizes(ntu_dir):
@@ -213,6 +216,7 @@ def test_load_folder_ntu60(copy_dir):
         assert ds.labels[i] == info["action"] - 1
         assert ds.meta["subject"][i] == info["subject"] and ds.meta["view"][i] == info["camera"]
         assert ds.meta["setup"][i] == info["setup"] and ds.meta["replication"][i] == info["replication"]
+        assert ds.meta["instance"][i] == name[:4] + name[8:]  # the name without its camera
         assert ds.lengths[i] == GENUINE[name][0]  # all shorter than 150: nothing cropped or cut
         persons = 2 if name == "S001C003P008R002A058" else 1  # A005's noise body is gone
         present = np.abs(ds.x[i, : ds.lengths[i]]).reshape(ds.lengths[i], 2, -1).max(-1) > 0

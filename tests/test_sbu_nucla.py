@@ -129,6 +129,10 @@ def test_nucla_counts(nucla) -> None:
     assert nucla.meta["subject"][0] == "s01" and nucla.meta["set"][0] == "e00"
     assert nucla.meta["view"].dtype.kind == "i"
     assert np.bincount(nucla.meta["view"]).tolist() == [0, 516, 504, 464]
+    # the three cameras of one performance share an instance id (433 performances have all three)
+    assert nucla.meta["instance"][0] == "a01_s01_e00"
+    _, per_instance = np.unique(nucla.meta["instance"], return_counts=True)
+    assert per_instance.max() == 3 and (per_instance == 3).sum() == 433
     assert len(set(nucla.meta["subject"])) == 10
 
 

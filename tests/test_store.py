@@ -58,6 +58,48 @@ def test_view_align_turns_the_body_to_face_the_camera():
     np.testing.assert_allclose(bones(x[0, :, 0]), bones(centred[:, 0]), rtol=1e-4)  # a rotation
 
 
+def _upright_body(t: int = 6, seed: int = 1) -> np.ndarray:
+    """(t, 1, 25, 3) body in its own frame: shoulders above hips, left at -x, right at +x, plus jitter."""
+    seq = np.random.default_rng(seed).normal(size=(t, 1, 25, 3)) * 0.05
+    (ls, rs), (lh, rh) = NTU25.left_right
+    seq[:, 0, NTU25.centre] = 0.0
+    seq[:, 0, ls] += [-0.2, 0.5, 0.0]
+    seq[:, 0, rs] += [0.2, 0.5, 0.0]
+    seq[:, 0, lh] += [-0.15, -0.3, 0.0]
+    seq[:, 0, rh] += [0.15, -0.3, 0.0]
+    return seq
+
+
+def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    cy, sy, cp, sp, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
+    rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
+    return rz @ rx @ ry
+
+
+def test_full_view_align_undoes_any_camera_rotation():
+    body = _upright_body()
+    pre = Preprocess(frames=6, persons=1, centre="first_frame", view_align="full")
+    ref, _ = to_canonical([body], NTU25, pre)
+    for angles in [(0.7, 0.3, -0.2), (-2.5, -0.4, 0.5), (3.0, 0.0, 0.0)]:
+        seen = body @ _rotation(*angles).T  # the same body through a camera at another angle
+        got, _ = to_canonical([seen], NTU25, pre)
+        np.testing.assert_allclose(got, ref, atol=1e-5)
+        yaw_only, _ = to_canonical([seen], NTU25, Preprocess(frames=6, persons=1, centre="first_frame",
+                                                                view_align=True))
+        if angles[1] or angles[2]:  # yaw alignment leaves the tilt in
+            assert np.abs(yaw_only - ref).max() > 0.05
+
+
+def test_view_align_accepts_booleans_and_names():
+    assert Preprocess(view_align=True).view_align == "yaw"
+    assert Preprocess(view_align=False).view_align == "none"
+    assert Preprocess(view_align="full").view_align == "full"
+    with pytest.raises(ConfigError, match="view_align"):
+        Preprocess(view_align="tilt")
+
+
 def test_scale_normalises_body_size():
     seq = _seq(5)
     a, _ = to_canonical([seq], NTU25, Preprocess(frames=5, persons=1, scale=True))

@@ -10,7 +10,8 @@ from skelcl.config import load_config
 from skelcl.contrast import ContrastiveLearner
 from skelcl.layouts import custom_layout
 from skelcl.store import SkeletonDataset
-from skelcl.train import TrainingDiverged, load_checkpoint, pretrain
+from skelcl.errors import ConfigError
+from skelcl.train import Pretrainer, TrainingDiverged, load_checkpoint, partner_table, pretrain
 
 
 def tiny_dataset(n=96, t=16, seed=0) -> SkeletonDataset:
@@ -96,3 +97,49 @@ def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(tmp_path, monkeypa
         pretrain(cfg, tmp_path, dataset=ds, progress=False, resume=True)
     after = _weights(tmp_path)
     assert all(torch.equal(good[k], after[k]) for k in good)
+
+
+def _multiview(n_perf: int = 24, seed: int = 0) -> SkeletonDataset:
+    """tiny_dataset with each performance filmed by up to three cameras (view 3 missing for some)."""
+    ds = tiny_dataset(n=3 * n_perf, seed=seed)
+    perf = np.arange(3 * n_perf) // 3
+    ds.meta = {"instance": np.asarray([f"p{p}" for p in perf]), "view": np.arange(3 * n_perf) % 3 + 1}
+    return ds
+
+
+def test_partner_table_lists_the_other_cameras_of_each_performance():
+    ds = _multiview(4)
+    rows = np.array([0, 1, 2, 3, 4, 6, 9, 10, 11])  # performance 1 lost one camera, performance 2 two
+    table, counts = partner_table(ds, rows)
+    assert counts.tolist() == [2, 2, 2, 1, 1, 0, 2, 2, 2]
+    assert sorted(table[0, :2].tolist()) == [1, 2] and table[3, 0] == 4 and table[4, 0] == 3
+    assert sorted(table[7, :2].tolist()) == [6, 8]
+    with pytest.raises(ConfigError, match="cross_view"):
+        partner_table(tiny_dataset(), np.arange(8))
+
+
+def test_cross_view_keys_come_from_the_same_performance(tmp_path):
+    ds = _multiview()
+    ds.meta["instance"] = np.asarray([f"solo{i}" if 3 <= i < 6 else p  # no partner: keeps its own sequence
+                                      for i, p in enumerate(ds.meta["instance"])])
+    inst = ds.meta["instance"]
+    tr = Pretrainer(tiny_config(**{"contrast.cross_view": 1.0}), ds)
+    tr.begin_epoch(0)
+    sel = torch.arange(len(ds))
+    keys = tr.key_positions(sel)
+    assert all(inst[k] == inst[s] for k, s in zip(keys.tolist(), sel.tolist()))
+    assert (keys[3:6] == sel[3:6]).all() and (keys[6:] != sel[6:]).all()
+    half = Pretrainer(tiny_config(**{"contrast.cross_view": 0.5}), ds)
+    half.begin_epoch(0)
+    moved = (half.key_positions(sel.repeat(20)) != sel.repeat(20)).float().mean()
+    assert 0.35 < float(moved) < 0.6  # about half of the partnered keys
+    res = pretrain(tiny_config(**{"contrast.cross_view": 1.0, "optim.epochs": 2}), tmp_path, dataset=ds,
+                   progress=False)
+    assert all(np.isfinite(r["loss"]) for r in res.metrics)
+
+
+def test_bad_cross_view_settings_are_config_errors():
+    with pytest.raises(ConfigError, match="cross_view"):
+        Pretrainer(tiny_config(**{"contrast.cross_view": 1.5}), _multiview())
+    with pytest.raises(ConfigError, match="queue or end_to_end"):
+        Pretrainer(tiny_config(**{"contrast.cross_view": 0.5, "contrast.paradigm": "memory_bank"}), _multiview())

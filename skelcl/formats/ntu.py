@@ -273,6 +273,16 @@ def parse_sample_name(name: str) -> dict[str, int]:
     return {"setup": s, "camera": c, "subject": p, "replication": r, "action": a}
 
 
+def instance_names(names: "np.ndarray | list[str]") -> np.ndarray:
+    """One id per performance: the sample name without its camera (``S001C002P003R001A011`` ->
+    ``S001P003R001A011``), shared by the cameras that filmed it at once. Other names stay as they are."""
+    out = []
+    for n in map(str, names):
+        m = _NAME_RE.match(n)
+        out.append(f"S{m[1]}P{m[3]}R{m[4]}A{m[5]}" if m else n)
+    return np.asarray(out)
+
+
 # ----------------------------------------------------------------------------------------------
 # body selection
 
@@ -461,7 +471,7 @@ def read_statistics(folder: str | Path) -> dict[str, np.ndarray]:
             parsed.append(parse_sample_name(n))
         except ValueError as exc:
             raise DataFormatError(names_file, str(exc), line=i + 1) from None
-    meta: dict[str, np.ndarray] = {"name": np.array(names)}
+    meta: dict[str, np.ndarray] = {"name": np.array(names), "instance": instance_names(names)}
     for key, src in (("setup", "setup"), ("view", "camera"), ("subject", "subject"),
                      ("replication", "replication"), ("label", "action")):
         meta[key] = np.array([p[src] for p in parsed], dtype=np.int64)
@@ -689,6 +699,7 @@ def read_ntu(root: str | Path, pre: Preprocess, variant: str = "ntu60", *, skip_
         x, lengths = x[:n], lengths[:n]  # a view: no second copy of a large array
     meta = {"name": np.array([Path(k).name[: -len(".skeleton")] for k in kept]),
             "frames": np.asarray(raw_frames, dtype=np.int64)}
+    meta["instance"] = instance_names(meta["name"])
     for key, src in (("setup", "setup"), ("view", "camera"), ("subject", "subject"), ("replication", "replication")):
         meta[key] = np.array([infos[k][src] for k in kept], dtype=np.int64)
     labels = np.array([infos[k]["action"] - 1 for k in kept], dtype=np.int64)

@@ -155,6 +155,8 @@ def read_nucla(root: str | Path, pre: Preprocess, *, skip_bad: bool = False, **o
             "subject": np.asarray([f"s{p[1]}" for p in parts]),
             "view": view,
             "set": np.asarray([f"e{p[2]}" for p in parts]),
+            # one performance, filmed by the three cameras at once: the name without its view
+            "instance": np.asarray([n.rsplit("_v", 1)[0] for n in names]),
             "frames": np.asarray([s.shape[0] for s in seqs], dtype=np.int64),
         },
         class_names=list(NUCLA_CLASSES), protocols=protocols, name="nucla", skipped=skipped,
