@@ -25,7 +25,7 @@ from .probe import (encode, knn_eval, linear_eval, logistic_baseline, semi_super
                     topk_accuracy)
 from .report import markdown_table, plot_confusion, plot_tsne
 from .store import SkeletonDataset
-from .train import load_checkpoint, load_data, pretrain, resolve_device
+from .train import apply_threads, load_checkpoint, load_data, pretrain, resolve_device
 
 PROTOCOLS = ("linear", "knn", "semi")
 
@@ -145,8 +145,10 @@ def evaluate_checkpoint(path: str | Path, protocols: Sequence[str] = ("linear",)
     data = {k: v for k, v in (("dataset", dataset), ("root", root), ("protocol", data_protocol)) if v}
     cfg = config_from_dict(apply_overrides(merge(cfg.to_dict(), {"data": data}), overrides))
     device = resolve_device(cfg.train.device)
+    apply_threads(cfg)
     ds = load_data(cfg)
     out = Path(out_dir) if out_dir else (Path(path) if Path(path).is_dir() else Path(path).parent)
+    out.mkdir(parents=True, exist_ok=True)
     res = evaluate_model(learner.to(device), ds, cfg.data.protocol, cfg.probe, protocols, fractions,
                          out_dir=out, plots=True, progress=progress, device=device, title=cfg.name)
     res.update(provenance(cfg))
@@ -181,6 +183,7 @@ def evaluate_ensemble(paths: Sequence[str | Path], out_dir: str | Path | None = 
             datasets[key] = load_data(cfg)
         ds = datasets[key]
         device = resolve_device(cfg.train.device)
+        apply_threads(cfg)
         f_tr, y_tr, f_te, y_te = split_features(learner.to(device), ds, cfg.data.protocol,
                                                 cfg.probe.representation, device, cfg.probe.person_symmetric)
         if y_ref is None:

@@ -44,9 +44,11 @@ def test_evaluate_knn_and_representations(trained, tmp_path):
     out, res = trained
     knn = evaluate_checkpoint(out, ["knn"], out_dir=tmp_path, progress=False)
     assert 0 <= knn["knn"]["top1"] <= 100 and (tmp_path / "results.json").exists()
+    new = tmp_path / "not" / "yet"  # an output folder that does not exist yet is created
     plus = evaluate_checkpoint(out, ["linear"], overrides=["probe.representation=cae+", "probe.epochs=10"],
-                               out_dir=tmp_path, progress=False)
+                               out_dir=new, progress=False)
     assert plus["representation"] == "cae+" and plus["feature_dim"] == 2 * 128
+    assert (new / "results.json").exists() and (new / "confusion.png").exists()
 
 
 def test_semi_supervised_via_cli(trained, tmp_path, capsys):
