@@ -1,0 +1,71 @@
+"""Probe settings judged without the test view: a validation split inside a run's training views.
+
+For a multi-view run (N-UCLA xview trains on v01 + v02), each probe is trained on one training view
+and tested on the other, both ways, and averaged ("val"); the figure on the real test split is
+printed beside it ("test"), so one can see whether choosing a probe on "val" would have helped.
+The features are the frozen encoder's, computed once.
+
+    python bench/probe_views.py runs/nucla/xview
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from dataclasses import replace
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from skelcl.probe import encode, knn_eval, linear_eval
+from skelcl.train import apply_threads, load_checkpoint, load_data
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("run", help="a run folder (with checkpoint.pt)")
+    ap.add_argument("--representation", default="cae")
+    args = ap.parse_args()
+    learner, cfg = load_checkpoint(f"{args.run}/checkpoint.pt")
+    apply_threads(cfg)
+    ds = load_data(cfg)
+    tr, te = ds.split(cfg.data.protocol)
+    views = np.unique(ds.meta["view"][tr])
+    if len(views) != 2:
+        raise SystemExit(f"needs a run trained on exactly two views; {args.run} trains on {views.tolist()}")
+    a, b = (tr[ds.meta["view"][tr] == v] for v in views)
+    feats = encode(learner, ds.x, ds.lengths, args.representation)
+    y = ds.labels
+
+    def both(score) -> tuple[float, float]:
+        return (score(a, b) + score(b, a)) / 2, score(tr, te)
+
+    def linear(**kw):
+        p = replace(cfg.probe, **kw)
+        return lambda i, j: linear_eval(feats[i], y[i], feats[j], y[j], p, num_classes=ds.num_classes)["top1"]
+
+    def logistic(c: float):
+        def score(i, j):
+            sc = StandardScaler().fit(feats[i])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                m = LogisticRegression(C=c, max_iter=2000).fit(sc.transform(feats[i]), y[i])
+            return 100 * float((m.predict(sc.transform(feats[j])) == y[j]).mean())
+        return score
+
+    rows = {"run's probe": linear(),
+            "linear lr 0.1, wd 1e-3": linear(lr=0.1, weight_decay=1e-3),
+            "linear lr 0.1, wd 1e-2": linear(lr=0.1, weight_decay=1e-2)}
+    rows.update({f"logistic C={c:g}": logistic(c) for c in (0.01, 0.1, 1.0)})
+    rows.update({f"kNN k={k}": (lambda k: lambda i, j: knn_eval(feats[i], y[i], feats[j], y[j], k=k)["top1"])(k)
+                 for k in (5, 10, 20)})
+    print(f"{args.run}: val = train on view {views[0]}, test on view {views[1]} and back; test = the run's split")
+    print("| probe | val top-1 | test top-1 |\n|---|---|---|")
+    for name, score in rows.items():
+        v, t = both(score)
+        print(f"| {name} | {v:.1f} | {t:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
