@@ -11,14 +11,11 @@ The features are the frozen encoder's, computed once.
 from __future__ import annotations
 
 import argparse
-import warnings
 from dataclasses import replace
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 
-from skelcl.probe import encode, knn_eval, linear_eval
+from skelcl.probe import encode, knn_eval, linear_eval, logistic_baseline
 from skelcl.train import apply_threads, load_checkpoint, load_data
 
 
@@ -46,20 +43,16 @@ def main() -> None:
         return lambda i, j: linear_eval(feats[i], y[i], feats[j], y[j], p, num_classes=ds.num_classes)["top1"]
 
     def logistic(c: float):
-        def score(i, j):
-            sc = StandardScaler().fit(feats[i])
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                m = LogisticRegression(C=c, max_iter=2000).fit(sc.transform(feats[i]), y[i])
-            return 100 * float((m.predict(sc.transform(feats[j])) == y[j]).mean())
-        return score
+        return lambda i, j: logistic_baseline(feats[i], y[i], feats[j], y[j], max_iter=2000, C=c)["top1"]
+
+    def knn(k: int):
+        return lambda i, j: knn_eval(feats[i], y[i], feats[j], y[j], k=k)["top1"]
 
     rows = {"run's probe": linear(),
             "linear lr 0.1, wd 1e-3": linear(lr=0.1, weight_decay=1e-3),
             "linear lr 0.1, wd 1e-2": linear(lr=0.1, weight_decay=1e-2)}
     rows.update({f"logistic C={c:g}": logistic(c) for c in (0.01, 0.1, 1.0)})
-    rows.update({f"kNN k={k}": (lambda k: lambda i, j: knn_eval(feats[i], y[i], feats[j], y[j], k=k)["top1"])(k)
-                 for k in (5, 10, 20)})
+    rows.update({f"kNN k={k}": knn(k) for k in (5, 10, 20)})
     print(f"{args.run}: val = train on view {views[0]}, test on view {views[1]} and back; test = the run's split")
     print("| probe | val top-1 | test top-1 |\n|---|---|---|")
     for name, score in rows.items():

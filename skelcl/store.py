@@ -182,6 +182,8 @@ def _view_align(seq: np.ndarray, present: np.ndarray, layout: JointLayout, full:
     ``full`` builds an orthonormal body frame from the sequence means: y along hips-to-shoulders
     (the midpoint of the second left/right pair, the hips, to that of the first, the shoulders),
     x along left-to-right made orthogonal to y, z = x cross y; coordinates are expressed in it.
+    Where that frame is degenerate (no hips-to-shoulders vector, or it is parallel to left-right)
+    the rotation about y alone is used.
     """
     if not layout.left_right:
         return seq
