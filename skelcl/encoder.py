@@ -141,7 +141,9 @@ class SequenceEncoder(nn.Module):
             x = torch.cat([x, vel], -1)
         if self.norm is not None:
             x = self.norm(x.transpose(1, 2)).transpose(1, 2) * mask[..., None]
-        if self.bidirectional:
+        if self.bidirectional and bool((lengths < t).any()):
+            # packing keeps the backward direction from starting in the padding; without padding
+            # (``resample_all``) the plain call gives the same states, faster
             packed = nn.utils.rnn.pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True,
                                                        enforce_sorted=False)
             out, _ = self.rnn(packed)

@@ -22,6 +22,7 @@ from .layouts import JointLayout
 LENGTH_MODES = ("crop", "resample", "resample_all")
 CENTRE_MODES = ("joint", "first_frame", "none")
 VIEW_ALIGN_MODES = ("none", "yaw", "full")
+STREAMS = ("joint", "bone")
 
 
 @dataclass
@@ -48,6 +49,10 @@ class Preprocess:
         person_order: ``file`` keeps the persons in the order read (the paper); ``motion`` puts the
             person who moves most first, so that in two-person interactions slot 1 is consistently
             the active actor (a pusher, a kicker) rather than whoever the sensor listed first.
+        stream: ``joint`` keeps joint positions; ``bone`` replaces each joint by its bone vector
+            (joint minus its parent in the layout's bone tree rooted at the centre joint; the centre
+            joint keeps its position, so the body's path stays), computed after all the steps above.
+            The "bone stream" of multi-stream skeleton methods: shape (T, M, V, C) is unchanged.
     """
 
     frames: int = 64
@@ -58,6 +63,7 @@ class Preprocess:
     scale: bool = False
     dtype: str = "float32"
     person_order: str = "file"
+    stream: str = "joint"
 
     def __post_init__(self) -> None:
         if self.length_mode not in LENGTH_MODES:
@@ -72,6 +78,8 @@ class Preprocess:
             self.view_align = "yaw" if self.view_align else "none"
         if self.view_align not in VIEW_ALIGN_MODES:
             raise ConfigError(f"view_align must be true, false or one of {VIEW_ALIGN_MODES}, got {self.view_align!r}")
+        if self.stream not in STREAMS:
+            raise ConfigError(f"stream must be one of {STREAMS}, got {self.stream!r}")
         if self.dtype not in ("float32", "float16"):
             raise ConfigError(f"dtype must be float32 or float16, got {self.dtype!r}")
 
@@ -208,6 +216,39 @@ def _view_align(seq: np.ndarray, present: np.ndarray, layout: JointLayout, full:
     return out * present[None, :, None, None]
 
 
+def bone_parents(layout: JointLayout) -> np.ndarray:
+    """(V,) parent of each joint in the bone tree rooted at ``layout.centre``; -1 for the centre.
+
+    The tree is found breadth-first over the bones taken as undirected edges, so a layout's bone
+    list need not be ordered child-to-parent. Joints no bone reaches are roots too (-1).
+    """
+    v = layout.num_joints
+    nbrs: list[list[int]] = [[] for _ in range(v)]
+    for a, b in layout.bones:
+        nbrs[a].append(b)
+        nbrs[b].append(a)
+    parent = np.full(v, -1, dtype=np.int64)
+    seen = np.zeros(v, dtype=bool)
+    seen[layout.centre] = True
+    queue = [layout.centre]
+    while queue:
+        j = queue.pop(0)
+        for k in nbrs[j]:
+            if not seen[k]:
+                seen[k] = True
+                parent[k] = j
+                queue.append(k)
+    return parent
+
+
+def to_bones(seq: np.ndarray, parent: np.ndarray) -> np.ndarray:
+    """(T, M, V, C) joint positions -> bone vectors (joint minus parent; roots keep their position)."""
+    out = seq.copy()
+    child = np.flatnonzero(parent >= 0)
+    out[:, :, child] = seq[:, :, child] - seq[:, :, parent[child]]
+    return out
+
+
 def to_canonical(
     seqs: Sequence[np.ndarray],
     layout: JointLayout,
@@ -228,6 +269,7 @@ def to_canonical(
     c = seqs[0].shape[-1] if n else 3
     x = np.zeros((n, pre.frames, pre.persons, v, c), dtype=np.float32)
     lengths = np.zeros(n, dtype=np.int64)
+    parent = bone_parents(layout) if pre.stream == "bone" else None
     for i, raw in enumerate(seqs):
         seq = np.asarray(raw, dtype=np.float64)
         if pre.person_order == "motion" and seq.shape[1] > 1:
@@ -255,6 +297,8 @@ def to_canonical(
             size = float(bl.mean())
             if size > 1e-8:
                 seq = seq / size
+        if parent is not None:
+            seq = to_bones(seq, parent) * frame_present[:, :, None, None]
         x[i, : seq.shape[0], : seq.shape[1]] = seq
         lengths[i] = seq.shape[0]
     return x.astype(pre.dtype), lengths

@@ -128,6 +128,17 @@ def test_bidirectional_encoder_excludes_padding():
     assert enc(x, lengths).pooled.shape == (2, 16)
 
 
+def test_bidirectional_without_padding_matches_the_packed_path():
+    torch.manual_seed(0)
+    enc = SequenceEncoder(30, hidden=8, bidirectional=True, layers=2)
+    x, _ = _batch(n=3, t=10)
+    full = torch.tensor([10, 10, 10])
+    plain = enc(x, full)  # no padding: the unpacked call
+    packed = enc(torch.cat([x, torch.zeros_like(x[:1])]), torch.tensor([10, 10, 10, 3]))  # one short: packed
+    torch.testing.assert_close(plain.states, packed.states[:3])
+    torch.testing.assert_close(plain.pooled, packed.pooled[:3])
+
+
 def test_motion_input_appends_masked_velocity():
     torch.manual_seed(0)
     enc = SequenceEncoder(30, hidden=8, motion=True)

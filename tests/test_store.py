@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from skelcl.errors import ConfigError
-from skelcl.layouts import NTU25, SBU15
-from skelcl.store import Preprocess, SkeletonDataset, load_cache, save_cache, to_canonical
+from skelcl.layouts import KINECT20, NTU25, SBU15
+from skelcl.store import (Preprocess, SkeletonDataset, bone_parents, load_cache, save_cache,
+                          to_canonical)
 
 
 def _seq(t, m=1, v=25, seed=0):
@@ -107,7 +108,51 @@ def test_scale_normalises_body_size():
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("layout", [NTU25, KINECT20, SBU15])
+def test_bone_tree_reaches_every_joint_from_the_centre(layout):
+    parent = bone_parents(layout)
+    assert parent[layout.centre] == -1
+    assert (np.delete(parent, layout.centre) >= 0).all()
+    for j in range(layout.num_joints):  # walking up ends at the centre without a cycle
+        seen, k = set(), j
+        while parent[k] >= 0:
+            assert k not in seen
+            seen.add(k)
+            k = parent[k]
+        assert k == layout.centre
+    edges = {frozenset(e) for e in layout.bones}
+    assert all(frozenset((j, parent[j])) in edges for j in range(layout.num_joints) if parent[j] >= 0)
+
+
+def test_bone_stream_is_joint_minus_parent_and_invertible():
+    rng = np.random.default_rng(3)
+    seq = rng.normal(size=(6, 1, 25, 3))
+    pre = dict(frames=8, persons=1, centre="first_frame", scale=True)
+    joints, lj = to_canonical([seq], NTU25, Preprocess(**pre))
+    bones, lb = to_canonical([seq], NTU25, Preprocess(stream="bone", **pre))
+    assert bones.shape == joints.shape and (lb == lj).all()
+    parent = bone_parents(NTU25)
+    j, b = joints[0, :6, 0].astype(np.float64), bones[0, :6, 0].astype(np.float64)
+    np.testing.assert_allclose(b[:, NTU25.centre], j[:, NTU25.centre], atol=1e-6)
+    for k in np.flatnonzero(parent >= 0):
+        np.testing.assert_allclose(b[:, k], j[:, k] - j[:, parent[k]], atol=1e-5)
+    rebuilt = b.copy()  # summing bones back down the tree gives the joints again
+    depth = np.zeros(25, dtype=int)
+    for k in range(25):
+        m = k
+        while parent[m] >= 0:
+            depth[k] += 1
+            m = parent[m]
+    for k in np.argsort(depth, kind="stable"):
+        if parent[k] >= 0:
+            rebuilt[:, k] = rebuilt[:, parent[k]] + b[:, k]
+    np.testing.assert_allclose(rebuilt, j, atol=1e-5)
+    assert not bones[0, 6:].any()  # padding stays zero
+
+
 def test_bad_preprocess_options_are_config_errors():
+    with pytest.raises(ConfigError, match="stream"):
+        Preprocess(stream="velocity")
     with pytest.raises(ConfigError, match="length_mode"):
         Preprocess(length_mode="stretch")
     with pytest.raises(ConfigError, match="person_order"):
