@@ -34,8 +34,15 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The encoder (paper: LSTM, 2x256 on NTU, 1x256 on small sets)."""
+    """The encoder (paper: LSTM, 2x256 on NTU, 1x256 on small sets).
 
+    encoder: ``rnn`` (the paper: ``cell``, ``layers``, ``hidden``, ``bidirectional``) or ``gcn``, a
+        compact spatial-temporal graph convolution (:mod:`skelcl.graph`: ``channels``, ``strides``,
+        ``kernel``; ``graph`` is the bone list, filled from the dataset's joint layout when empty and
+        kept in the resolved config so a checkpoint rebuilds without the data).
+    """
+
+    encoder: str = "rnn"
     cell: str = "lstm"
     layers: int = 1
     hidden: int = 256
@@ -45,6 +52,10 @@ class ModelConfig:
     dropout: float = 0.0
     motion: bool = False
     person_pool: str = "concat"
+    channels: list[int] = field(default_factory=lambda: [64, 128, 256])
+    strides: list[int] = field(default_factory=lambda: [2, 2, 1])
+    kernel: int = 9
+    graph: list[list[int]] = field(default_factory=list)
 
 
 @dataclass

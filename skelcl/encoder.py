@@ -160,8 +160,28 @@ class SequenceEncoder(nn.Module):
         return EncoderOutput(states=states, pooled=pooled, last=last)
 
 
-def build_encoder(input_dim: int, cfg: "object", persons: int = 1) -> SequenceEncoder:
-    """Build from a :class:`skelcl.config.ModelConfig`-like object; ``persons`` is M of the data."""
+ENCODERS = ("rnn", "gcn")
+
+
+def build_encoder(input_dim: int, cfg: "object", persons: int = 1) -> nn.Module:
+    """Build from a :class:`skelcl.config.ModelConfig`-like object; ``persons`` is M of the data.
+
+    ``encoder: gcn`` needs ``cfg.graph`` (the bone list; pretraining fills it from the layout).
+    """
+    kind = getattr(cfg, "encoder", "rnn")
+    if kind not in ENCODERS:
+        raise SettingError(f"model.encoder must be one of {', '.join(ENCODERS)}, got {kind!r}")
+    if kind == "gcn":
+        from .graph import GraphEncoder
+
+        bones = [tuple(b) for b in cfg.graph]
+        if not bones or any(len(b) != 2 for b in bones):
+            raise SettingError("model.encoder: gcn needs model.graph, the (child, parent) bone pairs "
+                               "(filled from the dataset's joint layout when pretraining)")
+        joints = max(max(b) for b in bones) + 1
+        return GraphEncoder(input_dim, bones, joints, channels=cfg.channels, strides=cfg.strides,
+                            kernel=cfg.kernel, persons=persons, motion=cfg.motion, tap=cfg.tap,
+                            dropout=cfg.dropout)
     return SequenceEncoder(input_dim, hidden=cfg.hidden, layers=cfg.layers, cell=cfg.cell,
                            bidirectional=cfg.bidirectional, tap=cfg.tap, input_norm=cfg.input_norm,
                            dropout=cfg.dropout, motion=cfg.motion, persons=persons,

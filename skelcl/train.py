@@ -79,6 +79,15 @@ def train_indices(ds: SkeletonDataset, protocol: str | None) -> np.ndarray:
     return ds.split(protocol)[0]
 
 
+def resolve_graph(cfg: Config, ds: SkeletonDataset) -> None:
+    """Fill ``cfg.model.graph`` from the dataset's bones for the graph encoder (in place)."""
+    if cfg.model.encoder == "gcn" and not cfg.model.graph:
+        if not ds.layout.bones:
+            raise ConfigError(f"model.encoder: gcn needs bones; layout {ds.layout.name!r} has none "
+                              "(give model.graph as [[child, parent], ...])")
+        cfg.model.graph = [[int(a), int(b)] for a, b in ds.layout.bones]
+
+
 def build_learner(cfg: Config, input_dim: int, num_samples: int, persons: int = 1) -> ContrastiveLearner:
     torch.manual_seed(cfg.train.seed)
     return ContrastiveLearner(input_dim, cfg.model, cfg.contrast, num_samples=num_samples, seed=cfg.train.seed,
@@ -422,6 +431,7 @@ class Pretrainer:
         self.data = BatchSource(ds, idx_train, device)
         self.input_dim = int(np.prod(ds.x.shape[2:]))
 
+        resolve_graph(cfg, ds)
         self.learner = build_learner(cfg, self.input_dim, n, persons=int(ds.x.shape[2])).to(device)
         self.augment = build_augment(cfg.augment)
         self.cross_view = float(cfg.contrast.cross_view)
@@ -615,9 +625,6 @@ def _pretrain(cfg: Config, out: Path, resume: bool, progress: bool, dataset: Ske
     if resume:
         ckpt = _load_resume(out, dist_info)
         cfg = config_from_dict(ckpt["config"])
-    if main:
-        save_config(cfg, out / "config.yaml")
-
     apply_threads(cfg)
     if dataset is not None:
         ds = dataset
@@ -627,6 +634,9 @@ def _pretrain(cfg: Config, out: Path, resume: bool, progress: bool, dataset: Ske
         ds = load_data(cfg)
         if main:
             _barrier(dist_info)
+    resolve_graph(cfg, ds)
+    if main:
+        save_config(cfg, out / "config.yaml")
     tr = Pretrainer(cfg, ds, dist_info=dist_info, checkpoint=ckpt)
     learner, metrics = tr.learner, tr.metrics
     start_epoch, steps, bs = tr.start_epoch, tr.steps, tr.batch_size
