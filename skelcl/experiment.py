@@ -21,7 +21,7 @@ from .config import Config, ProbeConfig, apply_overrides, config_from_dict, load
 from .contrast import ContrastiveLearner
 from .encoder import SequenceEncoder, build_encoder
 from .errors import ConfigError
-from .probe import (encode, knn_eval, linear_eval, logistic_baseline, semi_supervised_eval, supervised_baseline,
+from .probe import (confusion, encode, knn_eval, linear_eval, logistic_baseline, semi_supervised_eval, supervised_baseline,
                     topk_accuracy)
 from .report import markdown_table, plot_confusion, plot_tsne
 from .store import SkeletonDataset
@@ -116,6 +116,9 @@ def evaluate_model(model: torch.nn.Module, ds: SkeletonDataset, protocol: str, p
         lin = linear_eval(f_tr, y_tr, f_te, y_te, probe, num_classes=ds.num_classes, progress=progress,
                           device=device)
         res["linear"] = _strip(lin)
+        # counts, rows = true class, columns = predicted (the figures behind confusion.png)
+        res["linear"]["confusion"] = confusion(lin["pred"], y_te, ds.num_classes).tolist()
+        res["class_names"] = list(ds.class_names)
         if plots and out_dir is not None:
             out = Path(out_dir)
             plot_confusion(y_te, lin["pred"], out / "confusion.png", ds.class_names,

@@ -28,6 +28,10 @@ def test_run_writes_results_json_with_every_field(trained):
     for key in ("top1", "top5", "best_epoch_top1", "best_epoch_note", "history", "epochs"):
         assert key in saved["linear"], key
     assert saved["config"]["data"]["dataset"] == "synthetic" and saved["seed"] == 0
+    cm = np.array(saved["linear"]["confusion"])  # counts behind confusion.png
+    assert cm.shape == (len(saved["class_names"]),) * 2 == (cm.shape[0], cm.shape[0])
+    assert cm.sum() == saved["linear"]["num_test"]
+    assert np.isclose(100 * np.trace(cm) / cm.sum(), saved["linear"]["top1"], atol=1e-6)
     assert {"random_encoder", "raw_input_logistic"} <= set(saved["baselines"])
     for f in ("loss.png", "tsne.png", "confusion.png", "encoder.safetensors", "metrics.csv"):
         assert (out / f).stat().st_size > 0, f
