@@ -38,8 +38,9 @@ class ModelConfig:
 
     encoder: ``rnn`` (the paper: ``cell``, ``layers``, ``hidden``, ``bidirectional``) or ``gcn``, a
         compact spatial-temporal graph convolution (:mod:`skelcl.graph`: ``channels``, ``strides``,
-        ``kernel``; ``graph`` is the bone list, filled from the dataset's joint layout when empty and
-        kept in the resolved config so a checkpoint rebuilds without the data).
+        ``kernel``; ``graph`` is the bone list and ``joints`` the joint count V, both filled from the
+        dataset's joint layout when empty and kept in the resolved config so a checkpoint rebuilds
+        without the data). The graph encoder always averages persons (``person_pool`` is for RNNs).
     """
 
     encoder: str = "rnn"
@@ -56,6 +57,7 @@ class ModelConfig:
     strides: list[int] = field(default_factory=lambda: [2, 2, 1])
     kernel: int = 9
     graph: list[list[int]] = field(default_factory=list)
+    joints: int = 0
 
 
 @dataclass

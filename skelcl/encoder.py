@@ -178,7 +178,7 @@ def build_encoder(input_dim: int, cfg: "object", persons: int = 1) -> nn.Module:
         if not bones or any(len(b) != 2 for b in bones):
             raise SettingError("model.encoder: gcn needs model.graph, the (child, parent) bone pairs "
                                "(filled from the dataset's joint layout when pretraining)")
-        joints = max(max(b) for b in bones) + 1
+        joints = int(getattr(cfg, "joints", 0)) or max(max(b) for b in bones) + 1
         return GraphEncoder(input_dim, bones, joints, channels=cfg.channels, strides=cfg.strides,
                             kernel=cfg.kernel, persons=persons, motion=cfg.motion, tap=cfg.tap,
                             dropout=cfg.dropout)

@@ -86,6 +86,8 @@ def resolve_graph(cfg: Config, ds: SkeletonDataset) -> None:
             raise ConfigError(f"model.encoder: gcn needs bones; layout {ds.layout.name!r} has none "
                               "(give model.graph as [[child, parent], ...])")
         cfg.model.graph = [[int(a), int(b)] for a, b in ds.layout.bones]
+    if cfg.model.encoder == "gcn" and not cfg.model.joints:
+        cfg.model.joints = int(ds.layout.num_joints)
 
 
 def build_learner(cfg: Config, input_dim: int, num_samples: int, persons: int = 1) -> ContrastiveLearner:

@@ -61,6 +61,10 @@ def test_bad_graph_settings_are_setting_errors():
         GraphEncoder(60, KINECT20.bones, 20, channels=[8, 16], strides=[1])
     with pytest.raises(SettingError, match="odd"):
         GraphEncoder(60, KINECT20.bones, 20, kernel=4)
+    lone = load_config(None, ["model.encoder=gcn", "model.graph=[[1, 0]]", "model.joints=3",
+                              "model.channels=[4]", "model.strides=[1]"]).model
+    enc = build_encoder(9, lone)  # joint 2 has no bone: the joint count comes from model.joints
+    assert enc.joints == 3 and enc(torch.randn(2, 4, 1, 3, 3), torch.tensor([4, 4])).pooled.shape == (2, 4)
     with pytest.raises(SettingError, match="model.encoder"):
         build_encoder(60, load_config(None, ["model.encoder=transformer"]).model)
 
@@ -73,7 +77,7 @@ def test_gcn_pretrains_and_rebuilds_from_its_checkpoint(tmp_path):
     losses = [r["loss"] for r in res.metrics]
     assert np.isfinite(losses).all() and losses[-1] < losses[1], losses
     learner, cfg2 = load_checkpoint(tmp_path)  # no dataset needed: the graph is in the config
-    assert cfg2.model.graph == [list(b) for b in ds.layout.bones]
+    assert cfg2.model.graph == [list(b) for b in ds.layout.bones] and cfg2.model.joints == 5
     assert "graph" in (tmp_path / "config.yaml").read_text()
     a = encode(res.learner.cpu(), ds.x, ds.lengths)
     b = encode(learner, ds.x, ds.lengths)
