@@ -19,6 +19,25 @@ CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 PERSON_POOLS = ("concat", "mean", "symmetric")
 
 
+def with_velocity(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """x (N, T, ...) with time on dim 1, mask (N, T): x with x[t+1] - x[t] appended on the last dim.
+
+    The velocity is zero at each sequence's last valid frame and in the padding.
+    """
+    vel = torch.zeros_like(x)
+    m = mask[:, 1:].to(x.dtype).reshape(*mask[:, 1:].shape, *([1] * (x.dim() - 2)))
+    vel[:, :-1] = (x[:, 1:] - x[:, :-1]) * m
+    return torch.cat([x, vel], -1)
+
+
+def person_weights(x: torch.Tensor) -> torch.Tensor:
+    """(N, M) weights averaging over the persons present in x (N, T, M, V, C); an all-zero sample
+    gives its first (zero) person weight 1."""
+    present = persons_present(x)
+    present[:, 0] |= ~present.any(1)
+    return present.to(x.dtype) / present.sum(1, keepdim=True)
+
+
 @dataclass
 class EncoderOutput:
     """What an encoder returns for a batch of N sequences of T frames.
@@ -116,11 +135,9 @@ class SequenceEncoder(nn.Module):
         if x.dim() != 5 or x.shape[2] != self.persons:
             raise ValueError(f"person_pool='mean' expects (N, T, {self.persons}, V, C) input, got {tuple(x.shape)}")
         n, t, m = x.shape[:3]
-        present = persons_present(x)  # (N, M)
-        present[:, 0] |= ~present.any(1)  # an all-zero sample still gets one (zero) person
+        w = person_weights(x)  # (N, M)
         xp = x.permute(0, 2, 1, 3, 4).reshape(n * m, t, -1)
         out = self._forward_flat(xp, lengths.to(x.device).repeat_interleave(m))
-        w = (present.to(out.pooled.dtype) / present.sum(1, keepdim=True)).reshape(n, m)
 
         def pool(a: torch.Tensor) -> torch.Tensor:
             a = a.reshape(n, m, *a.shape[1:])
@@ -136,9 +153,7 @@ class SequenceEncoder(nn.Module):
         lengths = lengths.to(x.device)
         mask = valid_mask(lengths, t)  # (N, T)
         if self.motion:
-            vel = torch.zeros_like(x)
-            vel[:, :-1] = (x[:, 1:] - x[:, :-1]) * mask[:, 1:, None]
-            x = torch.cat([x, vel], -1)
+            x = with_velocity(x, mask)
         if self.norm is not None:
             x = self.norm(x.transpose(1, 2)).transpose(1, 2) * mask[..., None]
         if self.bidirectional and bool((lengths < t).any()):

@@ -19,8 +19,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .augment import persons_present, valid_mask
-from .encoder import EncoderOutput
+from .augment import valid_mask
+from .encoder import EncoderOutput, person_weights, with_velocity
 from .errors import SettingError
 
 
@@ -118,40 +118,30 @@ class GraphEncoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.output_dim = int(channels[-1])
 
-    def _lengths_after(self, lengths: torch.Tensor) -> torch.Tensor:
-        for s in self.strides:
-            lengths = torch.div(lengths + s - 1, s, rounding_mode="floor")
-        return lengths
-
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         if x.dim() != 5 or x.shape[2] != self.persons or x.shape[3] != self.joints:
             raise ValueError(f"graph encoder expects (N, T, {self.persons}, {self.joints}, C) input, "
                              f"got {tuple(x.shape)}")
         n, t, m, v, c = x.shape
         lengths = lengths.to(x.device)
-        present = persons_present(x)  # (N, M)
-        present[:, 0] |= ~present.any(1)
-        mask = valid_mask(lengths, t).to(x.dtype)  # (N, T)
-        h = x.permute(0, 2, 4, 1, 3) * mask[:, None, None, :, None]  # (N, M, C, T, V)
+        w = person_weights(x)  # (N, M)
+        mask = valid_mask(lengths, t)  # (N, T)
+        x = x * mask[:, :, None, None, None].to(x.dtype)
         if self.motion:
-            vel = torch.zeros_like(h)
-            vel[..., :-1, :] = (h[..., 1:, :] - h[..., :-1, :]) * mask[:, None, None, 1:, None]
-            h = torch.cat([h, vel], 2)
-        h = h.reshape(n * m, -1, t, v)
+            x = with_velocity(x, mask)  # C -> 2C: coordinates, then velocity
+        h = x.permute(0, 2, 4, 1, 3).reshape(n * m, -1, t, v)  # (N*M, C, T, V)
         h = self.data_norm(h.permute(0, 1, 3, 2).reshape(n * m, -1, t)).reshape(n * m, -1, v, t)
         h = h.permute(0, 1, 3, 2)
         mask_p = mask.repeat_interleave(m, 0)  # (N*M, T)
         h = h * mask_p[:, None, :, None]
-        cur = lengths.repeat_interleave(m)
-        for block in self.blocks:
+        cur = lengths
+        for block, s in zip(self.blocks, self.strides):
             h = block(h)
-            stride = block.temporal.stride[0]
-            cur = torch.div(cur + stride - 1, stride, rounding_mode="floor")
-            h = h * valid_mask(cur, h.shape[2]).to(h.dtype)[:, None, :, None]  # padding stays zero
+            cur = torch.div(cur + s - 1, s, rounding_mode="floor")  # ceil(len / s), as the conv
+            h = h * valid_mask(cur.repeat_interleave(m), h.shape[2]).to(h.dtype)[:, None, :, None]
         states = h.mean(3).transpose(1, 2)  # (N*M, T', E)
-        w = (present.to(states.dtype) / present.sum(1, keepdim=True)).reshape(n * m, 1, 1)
-        states = (states * w).reshape(n, m, *states.shape[1:]).sum(1)  # (N, T', E)
-        out_len = self._lengths_after(lengths).clamp(min=1)
+        states = (states * w.reshape(n * m, 1, 1)).reshape(n, m, *states.shape[1:]).sum(1)  # (N, T', E)
+        out_len = cur.clamp(min=1)
         if self.tap == "masked":
             pooled = states.sum(1) / out_len[:, None].to(states.dtype)
         else:

@@ -298,7 +298,7 @@ def to_canonical(
             if size > 1e-8:
                 seq = seq / size
         if parent is not None:
-            seq = to_bones(seq, parent) * frame_present[:, :, None, None]
+            seq = to_bones(seq, parent)  # absent frames are all zero, so their bones are too
         x[i, : seq.shape[0], : seq.shape[1]] = seq
         lengths[i] = seq.shape[0]
     return x.astype(pre.dtype), lengths

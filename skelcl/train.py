@@ -80,13 +80,16 @@ def train_indices(ds: SkeletonDataset, protocol: str | None) -> np.ndarray:
 
 
 def resolve_graph(cfg: Config, ds: SkeletonDataset) -> None:
-    """Fill ``cfg.model.graph`` from the dataset's bones for the graph encoder (in place)."""
-    if cfg.model.encoder == "gcn" and not cfg.model.graph:
+    """Fill ``cfg.model.graph`` and ``cfg.model.joints`` from the dataset's layout for the graph
+    encoder (in place; a no-op for other encoders or when they are set)."""
+    if cfg.model.encoder != "gcn":
+        return
+    if not cfg.model.graph:
         if not ds.layout.bones:
             raise ConfigError(f"model.encoder: gcn needs bones; layout {ds.layout.name!r} has none "
                               "(give model.graph as [[child, parent], ...])")
         cfg.model.graph = [[int(a), int(b)] for a, b in ds.layout.bones]
-    if cfg.model.encoder == "gcn" and not cfg.model.joints:
+    if not cfg.model.joints:
         cfg.model.joints = int(ds.layout.num_joints)
 
 
