@@ -22,7 +22,14 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 @dataclass
 class DataConfig:
-    """Which data to read and how to preprocess it (see :class:`skelcl.store.Preprocess`)."""
+    """Which data to read and how to preprocess it (see :class:`skelcl.store.Preprocess`).
+
+    pretrain_on: which sequences unsupervised pretraining sees: ``train`` (default, the standard
+        protocols) is the protocol's training split; ``all`` is every sequence of the dataset, the
+        test split's included. Labels are never used, but ``all`` is transductive (the encoder has
+        seen the test sequences, as a user who owns unlabelled recordings of the target camera or
+        subjects would): never compare its figures with inductive ones.
+    """
 
     dataset: str = "synthetic"
     root: str | None = None
@@ -30,6 +37,7 @@ class DataConfig:
     preprocess: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     skip_bad: bool = False
+    pretrain_on: str = "train"
 
 
 @dataclass
@@ -78,6 +86,13 @@ class ContrastConfig:
         of from the same sequence; 0 (default) is the paper's single-sequence positives. Uses the
         datasets' camera correspondence, never labels; ``queue`` and ``end_to_end`` paradigms only.
         Samples without a training partner keep their own sequence as the key.
+    exclude_group: keep, with each queued key, the id of the performance it records (the dataset's
+        ``instance``, or the sample itself where there is none) and leave a query's own
+        performance out of its negatives. With ``cross_view`` the other camera's recording of the
+        query's performance is often still in the queue: without this it is pushed away.
+    mine_k: from epoch ``mine_after`` on, each query also counts the ``mine_k`` queue keys most
+        similar to its key (momentum encoder, no labels) as positives (nearest-neighbour mining,
+        CrosSCLR / AimCLR); 0 (default) is plain InfoNCE. ``queue`` paradigm only.
     """
 
     paradigm: str = "queue"
@@ -91,6 +106,9 @@ class ContrastConfig:
     fill_queue: bool = False
     pool: str = "tap"
     cross_view: float = 0.0
+    exclude_group: bool = False
+    mine_k: int = 0
+    mine_after: int = 0
 
 
 @dataclass
@@ -122,6 +140,7 @@ class ProbeConfig:
     """Linear evaluation (paper IV-B2) and the other protocols.
 
     representation: ``cae`` (query TAP), ``cae+`` (query TAP ++ key TAP), ``k`` (key TAP),
+        ``cae_max`` (query TAP ++ temporal max of the query's hidden states),
         ``last_q`` / ``last_k`` (last hidden states).
     standardize: standardise features (train-split statistics) before the linear classifier.
     person_symmetric: average each two-person sample's features with those of the same sample with

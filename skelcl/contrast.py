@@ -25,7 +25,8 @@ POOLS = ("tap", "last")
 
 
 def info_nce(q: torch.Tensor, k_pos: torch.Tensor, negatives: torch.Tensor | None, tau: float,
-             in_batch: bool = False) -> torch.Tensor:
+             in_batch: bool = False, exclude: torch.Tensor | None = None,
+             positives: torch.Tensor | None = None) -> torch.Tensor:
     """InfoNCE (paper Eq. 12), mean over the batch.
 
     Args:
@@ -35,6 +36,10 @@ def info_nce(q: torch.Tensor, k_pos: torch.Tensor, negatives: torch.Tensor | Non
         tau: temperature.
         in_batch: use the other samples' keys of the batch as negatives (end-to-end paradigm):
             logits are q @ k_pos.T and the positive of query i is column i.
+        exclude: (N, K) bool, queue entries left out of query i's denominator (another recording of
+            the query's own performance: a false negative by construction).
+        positives: (N, K) bool, queue entries counted as further positives of query i (mined
+            neighbours): the loss is -log of the softmax mass on the key and on these.
     """
     if in_batch:
         logits = q @ k_pos.t() / tau
@@ -43,7 +48,33 @@ def info_nce(q: torch.Tensor, k_pos: torch.Tensor, negatives: torch.Tensor | Non
     pos = (q * k_pos).sum(1, keepdim=True)
     neg = q @ negatives.t() if negatives is not None else q.new_zeros(q.shape[0], 0)
     logits = torch.cat([pos, neg], 1) / tau
-    return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
+    if exclude is not None:
+        logits = torch.cat([logits[:, :1], logits[:, 1:].masked_fill(exclude, float("-inf"))], 1)
+    if positives is None:
+        return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
+    if exclude is not None:
+        positives = positives & ~exclude
+    is_pos = torch.cat([torch.ones_like(positives[:, :1]), positives], 1)
+    return (logits.logsumexp(1) - logits.masked_fill(~is_pos, float("-inf")).logsumexp(1)).mean()
+
+
+def mine_positives(k: torch.Tensor, queue: torch.Tensor, top: int,
+                   exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, K) bool: for each key k_i (N, D), its ``top`` most similar queue entries (K, D) by dot
+    product, never an excluded one. These are taken as probable same-action samples (nearest-
+    neighbour mining, as in CrosSCLR / AimCLR), found with the momentum encoder, without labels."""
+    sim = k @ queue.t()
+    if exclude is not None:
+        sim = sim.masked_fill(exclude, float("-inf"))
+    top = min(int(top), queue.shape[0])
+    mask = torch.zeros_like(sim, dtype=torch.bool)
+    if top < 1:
+        return mask
+    idx = sim.topk(top, dim=1).indices
+    mask.scatter_(1, idx, True)
+    if exclude is not None:
+        mask &= ~exclude  # fewer than ``top`` allowed entries: the -inf picks are dropped
+    return mask
 
 
 def build_head(kind: str, dim_in: int, dim_out: int) -> nn.Module:
@@ -70,9 +101,14 @@ def _gather_all(t: torch.Tensor) -> torch.Tensor:
 
 
 class KeyQueue(nn.Module):
-    """Ring buffer of the last K keys (K, D): enqueue the newest batch, overwrite the oldest."""
+    """Ring buffer of the last K keys (K, D): enqueue the newest batch, overwrite the oldest.
 
-    def __init__(self, size: int, dim: int, normalize: bool, generator: torch.Generator | None = None) -> None:
+    With ``track_groups`` it also keeps each key's group id (K,) int64 (-1 for the random initial
+    keys), so a query can leave out keys of its own group (its own performance, any camera).
+    """
+
+    def __init__(self, size: int, dim: int, normalize: bool, generator: torch.Generator | None = None,
+                 track_groups: bool = False) -> None:
         super().__init__()
         if size < 1:
             raise SettingError("queue size must be >= 1")
@@ -83,14 +119,21 @@ class KeyQueue(nn.Module):
             init = (torch.rand(size, dim, generator=generator) * 2 - 1) * bound
         self.register_buffer("keys", init)
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
+        # None when not tracked: a registered None buffer is left out of the state dict
+        self.register_buffer("groups", torch.full((size,), -1, dtype=torch.long) if track_groups else None)
 
     @torch.no_grad()
-    def enqueue(self, k: torch.Tensor) -> None:
-        """Write (B, D) keys at the pointer, wrapping around; B may exceed K (the last K win)."""
+    def enqueue(self, k: torch.Tensor, groups: torch.Tensor | None = None) -> None:
+        """Write (B, D) keys (and their (B,) group ids) at the pointer, wrapping around; B may
+        exceed K (the last K win)."""
         size = self.keys.shape[0]
         k = k.detach().to(self.keys.dtype)[-size:]
         idx = (self.ptr + torch.arange(k.shape[0], device=k.device)) % size
         self.keys[idx] = k
+        if self.groups is not None:
+            if groups is None:
+                raise ValueError("this queue tracks groups: enqueue needs the keys' group ids")
+            self.groups[idx] = groups.to(self.groups.device, torch.long)[-size:]
         self.ptr.copy_((self.ptr + k.shape[0]) % size)
 
     def ordered(self) -> torch.Tensor:
@@ -126,12 +169,16 @@ class ContrastiveLearner(nn.Module):
             self.head_k = copy.deepcopy(self.head_q)
             for p in list(self.encoder_k.parameters()) + list(self.head_k.parameters()):
                 p.requires_grad_(False)
-            self.queue = KeyQueue(cfg.queue_size, self.dim, cfg.normalize, gen)
+            self.queue = KeyQueue(cfg.queue_size, self.dim, cfg.normalize, gen,
+                                  track_groups=cfg.exclude_group)
         elif cfg.paradigm == "memory_bank":
             if num_samples < 1:
                 raise SettingError("memory_bank needs num_samples (the training-set size)")
             bank = KeyQueue(num_samples, self.dim, cfg.normalize, gen).keys
             self.register_buffer("bank", bank)
+        if cfg.paradigm != "queue" and (cfg.exclude_group or cfg.mine_k):
+            raise SettingError("contrast.exclude_group and contrast.mine_k need paradigm queue")
+        self.mining = cfg.mine_k > 0 and cfg.mine_after == 0  # the trainer switches it on at mine_after
 
     # --- momentum encoder -------------------------------------------------------------
     def key_params(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -157,20 +204,31 @@ class ContrastiveLearner(nn.Module):
         return F.normalize(z, dim=1) if self.cfg.normalize else z
 
     def forward(self, xq: torch.Tensor, xk: torch.Tensor, lengths: torch.Tensor,
-                index: torch.Tensor | None = None, lengths_k: torch.Tensor | None = None) -> torch.Tensor:
+                index: torch.Tensor | None = None, lengths_k: torch.Tensor | None = None,
+                groups: torch.Tensor | None = None) -> torch.Tensor:
         """InfoNCE of queries xq against keys xk, both (N, T, M, V, C); ``lengths`` (N,) are the
         queries' valid frames and ``lengths_k`` the keys' (default: the same, as for two
-        augmentations of one sample; they differ when the key is another camera's recording)."""
+        augmentations of one sample; they differ when the key is another camera's recording).
+        ``groups`` (N,) int64: the samples' performance ids, needed by ``contrast.exclude_group``."""
         cfg = self.cfg
         lengths_k = lengths if lengths_k is None else lengths_k
         q = self._embed(self.encoder_q, self.head_q, xq, lengths)  # (N, D)
         if cfg.paradigm == "queue":
             assert self.encoder_k is not None and self.head_k is not None and self.queue is not None
+            exclude = positives = None
             with torch.no_grad():
                 self.momentum_update()
                 k = self._embed(self.encoder_k, self.head_k, xk, lengths_k)
-            loss = info_nce(q, k, self.queue.keys.clone().detach(), cfg.temperature)
-            self.queue.enqueue(_gather_all(k))
+                negatives = self.queue.keys.clone().detach()
+                if self.queue.groups is not None:
+                    if groups is None:
+                        raise ValueError("contrast.exclude_group needs the samples' group ids")
+                    groups = groups.to(q.device)
+                    exclude = groups[:, None] == self.queue.groups[None, :]
+                if self.mining:
+                    positives = mine_positives(k, negatives, cfg.mine_k, exclude)
+            loss = info_nce(q, k, negatives, cfg.temperature, exclude=exclude, positives=positives)
+            self.queue.enqueue(_gather_all(k), _gather_all(groups) if exclude is not None else None)
             return loss
         if cfg.paradigm == "end_to_end":
             k = self._embed(self.encoder_q, self.head_q, xk, lengths_k)

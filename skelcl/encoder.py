@@ -38,6 +38,13 @@ def person_weights(x: torch.Tensor) -> torch.Tensor:
     return present.to(x.dtype) / present.sum(1, keepdim=True)
 
 
+def masked_max(states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(N, E) maximum of states (N, T, E) over each sequence's first ``lengths`` (N,) frames (at
+    least one frame)."""
+    valid = valid_mask(lengths.to(states.device).clamp(min=1), states.shape[1])
+    return states.masked_fill(~valid[..., None], float("-inf")).amax(1)
+
+
 @dataclass
 class EncoderOutput:
     """What an encoder returns for a batch of N sequences of T frames.
@@ -46,11 +53,13 @@ class EncoderOutput:
         states: (N, T, E) hidden states of the last layer (zero past each length when masked).
         pooled: (N, E) temporal average of ``states`` (TAP): the CAE representation.
         last: (N, E) hidden state at each sequence's last valid frame (h_T of the paper).
+        peak: (N, E) maximum of ``states`` over the valid frames (temporal max pooling), or None.
     """
 
     states: torch.Tensor
     pooled: torch.Tensor
     last: torch.Tensor
+    peak: torch.Tensor | None = None
 
 
 class SequenceEncoder(nn.Module):
@@ -128,7 +137,8 @@ class SequenceEncoder(nn.Module):
         def avg(a: torch.Tensor) -> torch.Tensor:
             return (a[:n] + a[n:]) / 2
 
-        return EncoderOutput(states=avg(both.states), pooled=avg(both.pooled), last=avg(both.last))
+        return EncoderOutput(states=avg(both.states), pooled=avg(both.pooled), last=avg(both.last),
+                             peak=avg(both.peak))
 
     def _forward_per_person(self, x: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         """x (N, T, M, V, C): each person through the RNN, states averaged over present persons."""
@@ -143,7 +153,8 @@ class SequenceEncoder(nn.Module):
             a = a.reshape(n, m, *a.shape[1:])
             return (a * w.reshape(n, m, *([1] * (a.dim() - 2)))).sum(1)
 
-        return EncoderOutput(states=pool(out.states), pooled=pool(out.pooled), last=pool(out.last))
+        return EncoderOutput(states=pool(out.states), pooled=pool(out.pooled), last=pool(out.last),
+                             peak=pool(out.peak))
 
     def _forward_flat(self, x: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         n, t = x.shape[:2]
@@ -172,7 +183,7 @@ class SequenceEncoder(nn.Module):
             pooled = states.mean(1)
         last_idx = (lengths.clamp(min=1) - 1).view(n, 1, 1).expand(n, 1, states.shape[-1])
         last = states.gather(1, last_idx).squeeze(1)
-        return EncoderOutput(states=states, pooled=pooled, last=last)
+        return EncoderOutput(states=states, pooled=pooled, last=last, peak=masked_max(states, lengths))
 
 
 ENCODERS = ("rnn", "gcn")

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .augment import valid_mask
-from .encoder import EncoderOutput, person_weights, with_velocity
+from .encoder import EncoderOutput, masked_max, person_weights, with_velocity
 from .errors import SettingError
 
 
@@ -148,4 +148,4 @@ class GraphEncoder(nn.Module):
             pooled = states.mean(1)
         idx = (out_len - 1).view(n, 1, 1).expand(n, 1, states.shape[-1])
         last = states.gather(1, idx).squeeze(1)
-        return EncoderOutput(states=states, pooled=pooled, last=last)
+        return EncoderOutput(states=states, pooled=pooled, last=last, peak=masked_max(states, out_len))

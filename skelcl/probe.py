@@ -5,8 +5,9 @@ What the paper measures (Sec. IV-B2, V-D, V-E) and how it is done here:
 * :func:`encode` turns sequences into frozen features with a trained learner (or a bare encoder, for
   the random-encoder baseline), with no augmentation, in eval mode. Representations of Table IX:
   ``cae`` (query TAP, the paper's CAE), ``cae+`` (query TAP ++ key TAP), ``k`` (key TAP), ``last_q`` /
-  ``last_k`` (last valid hidden state of the query / key encoder). TAP is taken before any projection
-  head, as MoCo-style linear probes do.
+  ``last_k`` (last valid hidden state of the query / key encoder); beyond the paper, ``cae_max``
+  (query TAP ++ the temporal maximum of the same hidden states: the states' peaks, which an average
+  blurs). TAP is taken before any projection head, as MoCo-style linear probes do.
 * :func:`linear_eval` is the paper's linear protocol: a linear classifier (init N(0, 0.01^2), bias 0)
   trained on frozen features with SGD (Nesterov 0.9, lr 1.0, wd 0, batch 32, 90 epochs, lr x0.5 at
   15/35/60/75), all read from :class:`~skelcl.config.ProbeConfig`. It reports the FINAL epoch's test
@@ -38,7 +39,7 @@ from .config import ProbeConfig
 from .encoder import SequenceEncoder
 from .errors import ConfigError
 
-REPRESENTATIONS: tuple[str, ...] = ("cae", "cae+", "k", "last_q", "last_k")
+REPRESENTATIONS: tuple[str, ...] = ("cae", "cae+", "k", "last_q", "last_k", "cae_max")
 KNN_WEIGHTINGS: tuple[str, ...] = ("similarity", "distance", "uniform")
 BEST_EPOCH_NOTE = "selected on test, for comparison with the released code only"
 # Released code: fine-tuning epochs per labelled fraction (NOTES.md, "Evaluation").
@@ -153,7 +154,7 @@ def _encoders(model: nn.Module, representation: str) -> tuple[SequenceEncoder, S
     if isinstance(model, nn.Module):
         if needs_key:
             raise ProbeError(f"representation {representation!r} needs a key encoder; a bare encoder "
-                             f"only serves 'cae' and 'last_q'")
+                             f"only serves 'cae', 'cae_max' and 'last_q'")
         return model, None  # type: ignore[return-value]
     raise TypeError(f"expected a ContrastiveLearner or a SequenceEncoder, got {type(model).__name__}")
 
@@ -192,6 +193,9 @@ def _features(enc_q: nn.Module, enc_k: nn.Module | None, representation: str, xb
         return enc_q(xb, lb).pooled
     if representation == "last_q":
         return enc_q(xb, lb).last
+    if representation == "cae_max":
+        out = enc_q(xb, lb)
+        return torch.cat([out.pooled, out.peak], 1)
     if representation == "k":
         return enc_k(xb, lb).pooled  # type: ignore[misc]
     if representation == "last_k":
@@ -217,7 +221,7 @@ def encode(learner_or_encoder: nn.Module, x: ArrayLike, lengths: ArrayLike, repr
             the same sequence with persons 1 and 2 swapped, so the embedding does not depend on which
             actor the sensor listed first.
     Returns:
-        (len(index) or N, E) float32 array; E doubles for ``cae+``.
+        (len(index) or N, E) float32 array; E doubles for ``cae+`` and ``cae_max``.
     Raises:
         ProbeError (a ValueError): unknown representation, or a key representation without a key encoder.
     """
@@ -229,7 +233,7 @@ def encode(learner_or_encoder: nn.Module, x: ArrayLike, lengths: ArrayLike, repr
     if _np(lengths).shape != (n_all,):
         raise ValueError(f"lengths must have shape ({n_all},), got {_np(lengths).shape}")
     idx_all = np.arange(n_all) if index is None else np.asarray(index, dtype=np.int64)
-    use = [enc_q] if representation in ("cae", "last_q") else \
+    use = [enc_q] if representation in ("cae", "last_q", "cae_max") else \
         [enc_k] if representation in ("k", "last_k") else [enc_q, enc_k]
     out: list[np.ndarray] = []
     with _frozen_on([m for m in use if m is not None], dev), torch.no_grad():
@@ -242,7 +246,7 @@ def encode(learner_or_encoder: nn.Module, x: ArrayLike, lengths: ArrayLike, repr
                 f = (f + _features(enc_q, enc_k, representation, swap_two_persons(xb, lb), lb)) / 2
             out.append(f.float().cpu().numpy())
     if not out:
-        dim = getattr(enc_q, "output_dim", 0) * (2 if representation == "cae+" else 1)
+        dim = getattr(enc_q, "output_dim", 0) * (2 if representation in ("cae+", "cae_max") else 1)
         return np.zeros((0, dim), np.float32)
     return np.concatenate(out, 0)
 

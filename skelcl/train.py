@@ -72,11 +72,18 @@ def load_data(cfg: Config) -> SkeletonDataset:
     return load_dataset(d.dataset, root=d.root, pre=d.preprocess or None, skip_bad=d.skip_bad, **d.options)
 
 
-def train_indices(ds: SkeletonDataset, protocol: str | None) -> np.ndarray:
-    """Indices used for unsupervised pretraining: the protocol's training split (all samples if ``all``)."""
+PRETRAIN_ON = ("train", "all")
+
+
+def train_indices(ds: SkeletonDataset, protocol: str | None, pretrain_on: str = "train") -> np.ndarray:
+    """Indices used for unsupervised pretraining: the protocol's training split (all samples if the
+    protocol is ``all``, or with ``pretrain_on="all"``, the transductive setting)."""
+    if pretrain_on not in PRETRAIN_ON:
+        raise ConfigError(f"data.pretrain_on must be one of {', '.join(PRETRAIN_ON)}, got {pretrain_on!r}")
     if not protocol or protocol == "all":
         return np.arange(len(ds))
-    return ds.split(protocol)[0]
+    tr = ds.split(protocol)[0]
+    return np.arange(len(ds)) if pretrain_on == "all" else tr
 
 
 def resolve_graph(cfg: Config, ds: SkeletonDataset) -> None:
@@ -371,6 +378,16 @@ def partner_table(ds: SkeletonDataset, rows: np.ndarray) -> tuple[torch.Tensor, 
     return torch.from_numpy(table), torch.from_numpy(counts)
 
 
+def group_ids(ds: SkeletonDataset, rows: np.ndarray) -> torch.Tensor:
+    """(n,) int64 performance id of each training position: samples with the same
+    ``meta["instance"]`` (cameras filming one performance) share an id; without that metadata each
+    sample is its own group."""
+    if "instance" not in ds.meta:
+        return torch.arange(len(rows), dtype=torch.long)
+    _, codes = np.unique(np.asarray(ds.meta["instance"])[rows], return_inverse=True)
+    return torch.from_numpy(codes.astype(np.int64))
+
+
 # --------------------------------------------------------------------------------- training
 
 
@@ -421,7 +438,7 @@ class Pretrainer:
             if device.type == "cuda" and self.dist.active:
                 device = torch.device("cuda", self.dist.local_rank)
         self.device = device
-        idx_train = train_indices(ds, cfg.data.protocol)
+        idx_train = train_indices(ds, cfg.data.protocol, cfg.data.pretrain_on)
         n = len(idx_train)
         if n < 2:
             raise ConfigError(f"pretraining needs at least 2 training sequences, got {n}")
@@ -445,6 +462,10 @@ class Pretrainer:
         if self.cross_view and cfg.contrast.paradigm == "memory_bank":
             raise ConfigError("contrast.cross_view needs explicit keys: use paradigm queue or end_to_end")
         self.partners = partner_table(ds, idx_train) if self.cross_view else None
+        self.groups = group_ids(ds, idx_train).to(device) if cfg.contrast.exclude_group else None
+        c = cfg.contrast
+        if c.mine_k < 0 or c.mine_after < 0:
+            raise ConfigError(f"contrast.mine_k and contrast.mine_after must be >= 0, got {c.mine_k}, {c.mine_after}")
         self.opt, self.sched = build_optimizer(cfg, self.learner)
         self.start_epoch = 0
         self.metrics: list[dict[str, float]] = []
@@ -484,6 +505,8 @@ class Pretrainer:
         self.aug_gen.manual_seed(_rank_seed(es, self.dist.rank))
         torch.manual_seed(es)  # memory-bank negative draws (same on every rank)
         self.loss_sum = torch.zeros((), device=self.device)
+        c = self.cfg.contrast
+        self.learner.mining = c.mine_k > 0 and epoch >= c.mine_after
         return torch.randperm(self.n, generator=self.perm_gen)
 
     def batch_indices(self, order: torch.Tensor, b: int) -> torch.Tensor:
@@ -501,7 +524,8 @@ class Pretrainer:
         with self.autocast:
             xq = self.augment(xb, lb, self.aug_gen)
             xk = self.augment(xkb, lkb, self.aug_gen)
-            loss = self.model(xq, xk, lb, index=sel_d, lengths_k=lkb)
+            groups = self.groups[sel_d] if self.groups is not None else None
+            loss = self.model(xq, xk, lb, index=sel_d, lengths_k=lkb, groups=groups)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

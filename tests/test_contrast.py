@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from skelcl.config import ContrastConfig, ModelConfig
-from skelcl.contrast import ContrastiveLearner, KeyQueue, info_nce
+from skelcl.contrast import ContrastiveLearner, KeyQueue, info_nce, mine_positives
 from skelcl.encoder import SequenceEncoder
 from skelcl.errors import ConfigError
 
@@ -192,3 +192,81 @@ def test_pool_last_contrasts_the_last_hidden_state():
         assert torch.allclose(z, torch.nn.functional.normalize(getattr(out, field_name), dim=1))
     with pytest.raises(ConfigError, match="pool"):
         ContrastiveLearner(30, ModelConfig(hidden=8), ContrastConfig(pool="max"))
+
+
+def _hand_nce(q, kp, neg, tau, keep, extra=()):
+    """-log(sum over the key and ``extra`` negatives of exp / sum over the key and kept negatives)."""
+    pos = math.exp((q @ kp).item() / tau)
+    e = [math.exp((q @ n).item() / tau) for n in neg]
+    return -math.log((pos + sum(e[j] for j in extra)) / (pos + sum(e[j] for j in keep)))
+
+
+def test_info_nce_exclude_and_positives_match_hand_computation():
+    q = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    kp = torch.tensor([[0.5, 0.5], [1.0, 1.0]])
+    neg = torch.tensor([[1.0, 1.0], [-1.0, 0.0], [0.0, -1.0], [0.3, 0.2]])
+    tau = 0.5
+    exclude = torch.tensor([[False, True, False, False], [False, False, False, True]])
+    want = (_hand_nce(q[0], kp[0], neg, tau, [0, 2, 3]) + _hand_nce(q[1], kp[1], neg, tau, [0, 1, 2])) / 2
+    assert info_nce(q, kp, neg, tau, exclude=exclude).item() == pytest.approx(want, rel=1e-6)
+    # positives: query 0 also counts negative 2; query 1 asks for the excluded 3, which stays out
+    positives = torch.tensor([[False, False, True, False], [False, False, False, True]])
+    want = (_hand_nce(q[0], kp[0], neg, tau, [0, 2, 3], [2]) + _hand_nce(q[1], kp[1], neg, tau, [0, 1, 2])) / 2
+    got = info_nce(q, kp, neg, tau, exclude=exclude, positives=positives).item()
+    assert got == pytest.approx(want, rel=1e-6)
+    # no positives and nothing excluded: plain InfoNCE
+    none = torch.zeros(2, 4, dtype=torch.bool)
+    assert info_nce(q, kp, neg, tau, exclude=none, positives=none).item() == pytest.approx(
+        info_nce(q, kp, neg, tau).item(), rel=1e-6)
+
+
+def test_mine_positives_takes_the_most_similar_allowed_keys():
+    k = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    queue = torch.tensor([[0.9, 0.1], [0.1, 0.9], [0.8, -0.2], [-1.0, 0.0]])
+    assert mine_positives(k, queue, 2).tolist() == [[True, False, True, False], [True, True, False, False]]
+    exclude = torch.tensor([[True, False, False, False], [False, True, True, True]])
+    got = mine_positives(k, queue, 2, exclude)
+    assert got.tolist() == [[False, True, True, False], [True, False, False, False]]  # row 1: one allowed
+    assert not mine_positives(k, queue, 0).any()
+
+
+def test_queue_keeps_group_ids_with_its_keys():
+    q = KeyQueue(size=3, dim=1, normalize=True, track_groups=True)
+    assert q.groups.tolist() == [-1, -1, -1] and "groups" in q.state_dict()
+    q.enqueue(torch.ones(2, 1), torch.tensor([7, 8]))
+    q.enqueue(torch.ones(2, 1), torch.tensor([9, 10]))
+    assert q.groups.tolist() == [10, 8, 9]
+    with pytest.raises(ValueError, match="group ids"):
+        q.enqueue(torch.ones(1, 1))
+    assert "groups" not in KeyQueue(size=3, dim=1, normalize=True).state_dict()
+
+
+def test_excluded_group_keys_do_not_change_the_loss():
+    """A queue entry of the query's own group is left out: the loss equals one without that entry."""
+    torch.manual_seed(0)
+    cfg = ContrastConfig(queue_size=8, exclude_group=True)
+    learner = ContrastiveLearner(30, ModelConfig(hidden=8), cfg)
+    x, lengths = _batch(n=2)
+    groups = torch.tensor([3, 4])
+    with torch.no_grad():
+        learner.queue.groups.copy_(torch.tensor([3, -1, -1, 4, -1, 3, -1, -1]))
+    keys = learner.queue.keys.clone()
+    a = copy.deepcopy(learner)
+    loss = learner(x, x.flip(1), lengths, groups=groups)
+    # by hand: the same embeddings, each query's own-group rows dropped
+    with torch.no_grad():
+        a.momentum_update()
+        q = a._embed(a.encoder_q, a.head_q, x, lengths)
+        k = a._embed(a.encoder_k, a.head_k, x.flip(1), lengths)
+    keep = [[1, 2, 3, 4, 6, 7], [0, 1, 2, 4, 5, 6, 7]]
+    want = sum(info_nce(q[i:i + 1], k[i:i + 1], keys[keep[i]], cfg.temperature).item() for i in range(2)) / 2
+    assert loss.item() == pytest.approx(want, rel=1e-5)
+    assert learner.queue.groups.tolist()[:2] == [3, 4]  # the new keys carry their groups
+    with pytest.raises(ValueError, match="group ids"):
+        learner(x, x, lengths)
+
+
+def test_mining_and_group_exclusion_need_the_queue_paradigm():
+    for bad in ({"exclude_group": True}, {"mine_k": 2}):
+        with pytest.raises(ConfigError, match="paradigm queue"):
+            ContrastiveLearner(30, ModelConfig(hidden=8), ContrastConfig(paradigm="end_to_end", **bad))

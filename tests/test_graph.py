@@ -38,6 +38,8 @@ def test_shapes_and_padding_do_not_leak():
     torch.testing.assert_close(enc(x2, lengths).pooled, out.pooled)
     assert not out.states[0, 3:].any()  # ceil(5 / 2) = 3 valid states, the rest zero
     torch.testing.assert_close(out.last[0], out.states[0, 2])
+    torch.testing.assert_close(out.peak[0], out.states[0, :3].amax(0))  # max over valid states only
+    torch.testing.assert_close(enc(x2, lengths).peak, out.peak)
 
 
 def test_persons_are_averaged_order_free_and_absent_ones_ignored():

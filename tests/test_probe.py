@@ -196,15 +196,18 @@ def test_encode_representations_shapes_and_values() -> None:
     x = rng.normal(size=(10, 12, 2, 3, 3)).astype(np.float16)
     lengths = rng.integers(4, 13, 10)
     feats = {r: encode(learner, x, lengths, r, batch_size=4, device=CPU)
-             for r in ("cae", "cae+", "k", "last_q", "last_k")}
+             for r in ("cae", "cae+", "k", "last_q", "last_k", "cae_max")}
     for r, f in feats.items():
-        assert f.dtype == np.float32 and f.shape == (10, 32 if r == "cae+" else 16), r
+        assert f.dtype == np.float32 and f.shape == (10, 32 if r in ("cae+", "cae_max") else 16), r
     assert learner.training and learner.encoder_q.training                # mode restored
     with torch.no_grad():
         out = learner.encoder_q.eval()(torch.from_numpy(x.astype(np.float32)), torch.from_numpy(lengths))
     np.testing.assert_allclose(feats["cae"], out.pooled.numpy(), atol=1e-5)
     np.testing.assert_allclose(feats["last_q"], out.last.numpy(), atol=1e-5)
     np.testing.assert_allclose(feats["cae+"], np.concatenate([feats["cae"], feats["k"]], 1))
+    # cae_max: TAP, then each state's maximum over the valid frames only
+    peak = np.stack([out.states[i, :lengths[i]].numpy().max(0) for i in range(10)])
+    np.testing.assert_allclose(feats["cae_max"], np.concatenate([feats["cae"], peak], 1), atol=1e-5)
     np.testing.assert_allclose(feats["k"], feats["cae"], atol=1e-6)       # fresh learner: k copy of q
     sub = encode(learner, x, lengths, "cae", batch_size=256, device=CPU, index=np.array([7, 2]))
     np.testing.assert_allclose(sub, feats["cae"][[7, 2]], atol=1e-5)      # batching does not matter
@@ -223,6 +226,7 @@ def test_encode_missing_key_encoder_and_bare_encoder() -> None:
     bare = SequenceEncoder(18, hidden=8)
     assert encode(bare, x, lengths, "cae", device=CPU).shape == (3, 8)
     assert encode(bare, x, lengths, "last_q", device=CPU).shape == (3, 8)
+    assert encode(bare, x, lengths, "cae_max", device=CPU).shape == (3, 16)
     with pytest.raises(ValueError, match="key encoder"):
         encode(bare, x, lengths, "k", device=CPU)
     with pytest.raises(ProbeError, match="unknown representation"):

@@ -11,7 +11,7 @@ from skelcl.contrast import ContrastiveLearner
 from skelcl.layouts import custom_layout
 from skelcl.store import SkeletonDataset
 from skelcl.errors import ConfigError
-from skelcl.train import Pretrainer, TrainingDiverged, load_checkpoint, partner_table, pretrain
+from skelcl.train import Pretrainer, TrainingDiverged, load_checkpoint, group_ids, partner_table, pretrain, train_indices
 
 
 def tiny_dataset(n=96, t=16, seed=0) -> SkeletonDataset:
@@ -143,3 +143,38 @@ def test_bad_cross_view_settings_are_config_errors():
         Pretrainer(tiny_config(**{"contrast.cross_view": 1.5}), _multiview())
     with pytest.raises(ConfigError, match="queue or end_to_end"):
         Pretrainer(tiny_config(**{"contrast.cross_view": 0.5, "contrast.paradigm": "memory_bank"}), _multiview())
+
+
+def test_group_ids_follow_the_performance():
+    ds = _multiview(4)
+    rows = np.array([0, 1, 2, 3, 6, 7])
+    g = group_ids(ds, rows).tolist()
+    assert g[0] == g[1] == g[2] and g[4] == g[5] and len({g[0], g[3], g[4]}) == 3
+    assert group_ids(tiny_dataset(), np.arange(5)).tolist() == list(range(5))  # no metadata: itself
+
+
+def test_mining_switches_on_at_mine_after_and_training_stays_finite(tmp_path):
+    ds = _multiview()
+    cfg = tiny_config(**{"contrast.cross_view": 0.5, "contrast.exclude_group": "true", "contrast.mine_k": 2,
+                         "contrast.mine_after": 2, "optim.epochs": 3})
+    tr = Pretrainer(cfg, ds)
+    tr.begin_epoch(0)
+    assert not tr.learner.mining
+    tr.begin_epoch(2)
+    assert tr.learner.mining
+    res = pretrain(cfg, tmp_path, dataset=ds, progress=False)
+    assert len(res.metrics) == 3 and all(np.isfinite(r["loss"]) for r in res.metrics)
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert (ckpt["learner"]["queue.groups"] >= 0).all()  # every slot was overwritten by a real key
+    with pytest.raises(ConfigError, match="mine_k"):
+        Pretrainer(tiny_config(**{"contrast.mine_k": -1}), ds)
+
+
+def test_pretrain_on_all_takes_the_test_split_too():
+    ds = _multiview(4)
+    ds.protocols = {"xview": (np.arange(8), np.arange(8, 12))}
+    assert train_indices(ds, "xview").tolist() == list(range(8))
+    assert train_indices(ds, "xview", "all").tolist() == list(range(12))
+    assert Pretrainer(tiny_config(**{"data.protocol": "xview", "data.pretrain_on": "all"}), ds).n == 12
+    with pytest.raises(ConfigError, match="pretrain_on"):
+        train_indices(ds, "xview", "test")
