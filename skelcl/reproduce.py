@@ -38,12 +38,14 @@ PAPER: dict[str, dict[str, list[float]]] = {
 SPLITS = {"sbu": ["fold1", "fold2", "fold3", "fold4", "fold5"], "nucla": ["xview", "view1", "view2"]}
 CONFIGS = {("sbu", "ours"): "sbu", ("sbu", "paper"): "sbu-paper",
            ("nucla", "ours"): "nucla", ("nucla", "paper"): "nucla-paper"}
-METHODS = ["RNN (supervised)", "GRU (supervised)", "LSTM (supervised)", "CAE", "CAE+"]
+METHODS = ["RNN (supervised)", "GRU (supervised)", "LSTM (supervised)", "CAE", "CAE+", "CAE ++ max"]
+# representation behind each unsupervised row; "CAE ++ max" (TAP ++ temporal max) is skelcl's, not the paper's
+REPRESENTATION_ROWS = (("cae", "CAE"), ("cae+", "CAE+"), ("cae_max", "CAE ++ max"))
 
 
 def _cell(cfg: Config, ds: SkeletonDataset, split: str, seed: int, out: Path, progress: bool,
           supervised_epochs: int) -> dict[str, Any]:
-    """One (split, seed): pretrain + CAE/CAE+ linear probes + supervised baselines."""
+    """One (split, seed): pretrain + CAE/CAE+/CAE ++ max linear probes + supervised baselines."""
     res_path = out / "results.json"
     if res_path.exists():
         return json.loads(res_path.read_text())
@@ -53,7 +55,7 @@ def _cell(cfg: Config, ds: SkeletonDataset, split: str, seed: int, out: Path, pr
     device = resolve_device(cfg.train.device)
     res: dict[str, Any] = {"split": split, "seed": seed, "pretrain_seconds": time.perf_counter() - t0,
                            "final_loss": pre.metrics[-1]["loss"], "top1": {}, "top5": {}}
-    for rep, name in (("cae", "CAE"), ("cae+", "CAE+")):
+    for rep, name in REPRESENTATION_ROWS:
         r = evaluate_model(pre.learner, ds, split, replace(cfg.probe, representation=rep), ("linear",),
                            device=device)
         res["top1"][name] = r["linear"]["top1"]
@@ -107,6 +109,8 @@ def format_table(name: str, splits: list[str], cells: dict[str, list[dict[str, A
     header = ["method"] + splits + ["average (ours)", "paper average", "difference"]
     rows = []
     for m in METHODS:
+        if any(m not in c["top1"] for s in splits for c in cells[s]):
+            continue  # cells cached by an older version lack this row
         per = [np.array([c["top1"][m] for c in cells[s]]) for s in splits]
         fold_means = [p.mean() for p in per]
         seed_avgs = np.mean(np.stack(per), axis=0)  # average over splits, per seed

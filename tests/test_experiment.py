@@ -99,3 +99,21 @@ def test_ensemble_rejects_a_different_split(trained, tmp_path, capsys):
     # --split applies to every member, so both are then probed on the same xsub split
     assert main(["evaluate", str(out), "--ensemble", str(xview), "--split", "xsub", "--out", str(tmp_path)]) == 0
     assert json.loads((tmp_path / "ensemble.json").read_text())["protocol"] == "xsub"
+
+
+def test_evaluate_cae_max_doubles_the_feature(trained, tmp_path):
+    out, _ = trained
+    r = evaluate_checkpoint(out, ["linear"], overrides=["probe.representation=cae_max", "probe.epochs=10"],
+                            out_dir=tmp_path, progress=False)
+    assert r["representation"] == "cae_max" and r["feature_dim"] == 2 * 128 and 0 <= r["linear"]["top1"] <= 100
+
+
+def test_reproduce_table_rows_skip_methods_missing_from_cached_cells():
+    from skelcl.reproduce import format_table
+    full = {"top1": {"RNN (supervised)": 40.0, "GRU (supervised)": 41.0, "LSTM (supervised)": 42.0,
+                     "CAE": 50.0, "CAE+": 51.0, "CAE ++ max": 53.0}}
+    old = {"top1": {k: v for k, v in full["top1"].items() if k != "CAE ++ max"}}
+    table = format_table("nucla", ["xview"], {"xview": [full, full]}, "ours")
+    assert "| CAE ++ max | 53.0 ± 0.0 |" in table and "| CAE | 50.0 ± 0.0 |" in table
+    table = format_table("nucla", ["xview"], {"xview": [old]}, "ours")
+    assert "CAE ++ max" not in table and "| CAE+ | 51.0 |" in table
