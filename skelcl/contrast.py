@@ -176,9 +176,17 @@ class ContrastiveLearner(nn.Module):
                 raise SettingError("memory_bank needs num_samples (the training-set size)")
             bank = KeyQueue(num_samples, self.dim, cfg.normalize, gen).keys
             self.register_buffer("bank", bank)
+        if cfg.mine_k < 0 or cfg.mine_after < 0:
+            raise SettingError(f"contrast.mine_k and contrast.mine_after must be >= 0, got {cfg.mine_k}, "
+                               f"{cfg.mine_after}")
         if cfg.paradigm != "queue" and (cfg.exclude_group or cfg.mine_k):
             raise SettingError("contrast.exclude_group and contrast.mine_k need paradigm queue")
-        self.mining = cfg.mine_k > 0 and cfg.mine_after == 0  # the trainer switches it on at mine_after
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Tell the learner which (0-based) epoch starts: mined positives are used from
+        ``contrast.mine_after`` on."""
+        self.mining = self.cfg.mine_k > 0 and epoch >= self.cfg.mine_after
 
     # --- momentum encoder -------------------------------------------------------------
     def key_params(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

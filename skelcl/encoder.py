@@ -7,7 +7,8 @@ baselines of Tables III and V.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
@@ -53,13 +54,20 @@ class EncoderOutput:
         states: (N, T, E) hidden states of the last layer (zero past each length when masked).
         pooled: (N, E) temporal average of ``states`` (TAP): the CAE representation.
         last: (N, E) hidden state at each sequence's last valid frame (h_T of the paper).
-        peak: (N, E) maximum of ``states`` over the valid frames (temporal max pooling), or None.
+        peak: (N, E) maximum of ``states`` over the valid frames (temporal max pooling), computed
+            on first access from ``peak_of`` (pretraining never reads it, so it costs nothing there).
     """
 
     states: torch.Tensor
     pooled: torch.Tensor
     last: torch.Tensor
-    peak: torch.Tensor | None = None
+    peak_of: Callable[[], torch.Tensor] | None = field(default=None, repr=False)
+
+    @property
+    def peak(self) -> torch.Tensor:
+        if self.peak_of is None:
+            raise ValueError("this encoder output has no temporal max (peak_of is not set)")
+        return self.peak_of()
 
 
 class SequenceEncoder(nn.Module):
@@ -138,7 +146,7 @@ class SequenceEncoder(nn.Module):
             return (a[:n] + a[n:]) / 2
 
         return EncoderOutput(states=avg(both.states), pooled=avg(both.pooled), last=avg(both.last),
-                             peak=avg(both.peak))
+                             peak_of=lambda: avg(both.peak))
 
     def _forward_per_person(self, x: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         """x (N, T, M, V, C): each person through the RNN, states averaged over present persons."""
@@ -154,7 +162,7 @@ class SequenceEncoder(nn.Module):
             return (a * w.reshape(n, m, *([1] * (a.dim() - 2)))).sum(1)
 
         return EncoderOutput(states=pool(out.states), pooled=pool(out.pooled), last=pool(out.last),
-                             peak=pool(out.peak))
+                             peak_of=lambda: pool(out.peak))
 
     def _forward_flat(self, x: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         n, t = x.shape[:2]
@@ -183,7 +191,8 @@ class SequenceEncoder(nn.Module):
             pooled = states.mean(1)
         last_idx = (lengths.clamp(min=1) - 1).view(n, 1, 1).expand(n, 1, states.shape[-1])
         last = states.gather(1, last_idx).squeeze(1)
-        return EncoderOutput(states=states, pooled=pooled, last=last, peak=masked_max(states, lengths))
+        return EncoderOutput(states=states, pooled=pooled, last=last,
+                             peak_of=lambda: masked_max(states, lengths))
 
 
 ENCODERS = ("rnn", "gcn")

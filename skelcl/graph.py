@@ -148,4 +148,5 @@ class GraphEncoder(nn.Module):
             pooled = states.mean(1)
         idx = (out_len - 1).view(n, 1, 1).expand(n, 1, states.shape[-1])
         last = states.gather(1, idx).squeeze(1)
-        return EncoderOutput(states=states, pooled=pooled, last=last, peak=masked_max(states, out_len))
+        return EncoderOutput(states=states, pooled=pooled, last=last,
+                             peak_of=lambda: masked_max(states, out_len))

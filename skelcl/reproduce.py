@@ -38,9 +38,9 @@ PAPER: dict[str, dict[str, list[float]]] = {
 SPLITS = {"sbu": ["fold1", "fold2", "fold3", "fold4", "fold5"], "nucla": ["xview", "view1", "view2"]}
 CONFIGS = {("sbu", "ours"): "sbu", ("sbu", "paper"): "sbu-paper",
            ("nucla", "ours"): "nucla", ("nucla", "paper"): "nucla-paper"}
-METHODS = ["RNN (supervised)", "GRU (supervised)", "LSTM (supervised)", "CAE", "CAE+", "CAE ++ max"]
 # representation behind each unsupervised row; "CAE ++ max" (TAP ++ temporal max) is skelcl's, not the paper's
 REPRESENTATION_ROWS = (("cae", "CAE"), ("cae+", "CAE+"), ("cae_max", "CAE ++ max"))
+METHODS = ["RNN (supervised)", "GRU (supervised)", "LSTM (supervised)"] + [name for _, name in REPRESENTATION_ROWS]
 
 
 def _cell(cfg: Config, ds: SkeletonDataset, split: str, seed: int, out: Path, progress: bool,

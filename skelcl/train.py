@@ -82,7 +82,7 @@ def train_indices(ds: SkeletonDataset, protocol: str | None, pretrain_on: str = 
         raise ConfigError(f"data.pretrain_on must be one of {', '.join(PRETRAIN_ON)}, got {pretrain_on!r}")
     if not protocol or protocol == "all":
         return np.arange(len(ds))
-    tr = ds.split(protocol)[0]
+    tr = ds.split(protocol)[0]  # also for "all": an unknown protocol is an error either way
     return np.arange(len(ds)) if pretrain_on == "all" else tr
 
 
@@ -463,9 +463,6 @@ class Pretrainer:
             raise ConfigError("contrast.cross_view needs explicit keys: use paradigm queue or end_to_end")
         self.partners = partner_table(ds, idx_train) if self.cross_view else None
         self.groups = group_ids(ds, idx_train).to(device) if cfg.contrast.exclude_group else None
-        c = cfg.contrast
-        if c.mine_k < 0 or c.mine_after < 0:
-            raise ConfigError(f"contrast.mine_k and contrast.mine_after must be >= 0, got {c.mine_k}, {c.mine_after}")
         self.opt, self.sched = build_optimizer(cfg, self.learner)
         self.start_epoch = 0
         self.metrics: list[dict[str, float]] = []
@@ -505,8 +502,7 @@ class Pretrainer:
         self.aug_gen.manual_seed(_rank_seed(es, self.dist.rank))
         torch.manual_seed(es)  # memory-bank negative draws (same on every rank)
         self.loss_sum = torch.zeros((), device=self.device)
-        c = self.cfg.contrast
-        self.learner.mining = c.mine_k > 0 and epoch >= c.mine_after
+        self.learner.set_epoch(epoch)
         return torch.randperm(self.n, generator=self.perm_gen)
 
     def batch_indices(self, order: torch.Tensor, b: int) -> torch.Tensor:
