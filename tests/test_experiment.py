@@ -69,6 +69,21 @@ def test_semi_supervised_via_cli(trained, tmp_path, capsys):
 def test_unknown_protocol_and_missing_checkpoint_are_clear_errors(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "nothing")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # argparse: usage error, exit 2, names the known protocols
+        main(["evaluate", str(tmp_path), "--protocol", "linear,probit"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "probit" in err and "linear, knn, semi" in err
+
+
+def test_evaluate_several_protocols_in_one_call(trained, tmp_path, capsys):
+    out, res = trained
+    assert main(["evaluate", str(out), "--protocol", "linear,knn", "--out", str(tmp_path), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "linear (final epoch)" in text and "kNN k=" in text
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["linear"]["top1"] == pytest.approx(res["linear"]["top1"])  # same checkpoint, same probe
+    assert saved["knn"]["top1"] == pytest.approx(res["knn"]["top1"])
 
 
 def _short_run(out, *overrides):

@@ -19,7 +19,7 @@ def _ensemble(args: argparse.Namespace) -> int:
     from ..experiment import evaluate_ensemble
     from ..report import markdown_table
 
-    if args.protocol != "linear":
+    if args.protocol != ["linear"]:
         from ..errors import ConfigError
         raise ConfigError("--ensemble combines linear probes: use it with --protocol linear")
     data = [f"data.{k}={v}" for k, v in (("dataset", args.dataset), ("root", args.root), ("protocol", args.split)) if v]
@@ -37,7 +37,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.ensemble:
         return _ensemble(args)
     fractions = [float(f) for f in args.fractions.split(",")]
-    res = evaluate_checkpoint(args.checkpoint, [args.protocol], dataset=args.dataset, root=args.root,
+    res = evaluate_checkpoint(args.checkpoint, args.protocol, dataset=args.dataset, root=args.root,
                               data_protocol=args.split, overrides=args.overrides, out_dir=args.out,
                               fractions=fractions, progress=not args.quiet)
     rows = []
@@ -84,10 +84,23 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _protocols(text: str) -> list[str]:
+    """``linear,knn`` -> ["linear", "knn"]; an unknown name is an argparse error naming the known ones."""
+    from ..experiment import PROTOCOLS
+
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [n for n in names if n not in PROTOCOLS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"unknown protocol(s) {', '.join(bad) or repr(text)}; "
+                                         f"known: {', '.join(PROTOCOLS)} (comma-separated for several)")
+    return list(dict.fromkeys(names))
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="evaluate a pretrained checkpoint: linear, kNN or semi-supervised")
     p.add_argument("checkpoint", help="run folder or checkpoint.pt")
-    p.add_argument("--protocol", choices=["linear", "knn", "semi"], default="linear")
+    p.add_argument("--protocol", type=_protocols, default=["linear"], metavar="linear|knn|semi",
+                   help="one protocol or several, comma-separated (e.g. linear,knn); default linear")
     p.add_argument("--dataset", default=None, help="dataset format (default: the run's own)")
     p.add_argument("--root", default=None, help="dataset folder (default: the run's own)")
     p.add_argument("--split", default=None, help="data protocol, e.g. xsub, fold2, xview (default: the run's)")
