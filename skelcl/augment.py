@@ -26,7 +26,7 @@ Configs name a composition as a list: ``build_augment(["reverse", {"shear": {"am
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 import torch
@@ -543,6 +543,60 @@ class Crop(Augmentation):
 
 
 @dataclass(frozen=True)
+class Mirror(Augmentation):
+    """Left-right mirror image of the body with probability p: one axis negated and every left
+    joint swapped with its right twin, so a right-handed action becomes the same action done
+    left-handed (a body seen in a mirror, not a rotation; no joint moves off its limb).
+
+    ``axis`` is the body's left-right axis: x (0) once ``view_align`` has turned the body's
+    left-to-right vector onto +x. ``pairs`` are (left, right) joint indices; pretraining fills them
+    from the layout's joint names (``*_left`` / ``*_right``) when not given. With no pairs only the
+    axis is negated (joint identities kept). Params: ``flip`` (B,) bool.
+    """
+
+    name: ClassVar[str] = "mirror"
+    p: float = 0.5
+    axis: int = 0
+    pairs: tuple = ()
+
+    def __post_init__(self) -> None:
+        _need(0 <= self.p <= 1, "mirror.p must be in [0, 1]", self.p)
+        _need(self.axis in (0, 1, 2), "mirror.axis must be 0, 1 or 2", self.axis)
+        pairs = tuple(tuple(int(j) for j in pair) for pair in self.pairs)
+        _need(all(len(pair) == 2 and min(pair) >= 0 for pair in pairs),
+              "mirror.pairs must be [left, right] joint index pairs", self.pairs)
+        flat = [j for pair in pairs for j in pair]
+        _need(len(flat) == len(set(flat)), "mirror.pairs must name each joint once", self.pairs)
+        object.__setattr__(self, "pairs", pairs)
+
+    def permutation(self, joints: int) -> torch.Tensor:
+        """(V,) joint order of the mirror image: each pair swapped, other joints in place."""
+        perm = torch.arange(joints)
+        for left, right in self.pairs:
+            if max(left, right) >= joints:
+                raise ConfigError(f"mirror.pairs name joint {max(left, right)}, but the data has {joints} joints")
+            perm[left], perm[right] = right, left
+        return perm
+
+    def draw(self, x: torch.Tensor, lengths: torch.Tensor, gen: torch.Generator | None = None) -> Params:
+        return {"flip": _rand(gen, (x.shape[0],), x.device) < self.p}
+
+    def apply(self, x: torch.Tensor, lengths: torch.Tensor, params: Params) -> torch.Tensor:
+        _need(x.shape[-1] > self.axis, f"mirror.axis {self.axis} needs that many coordinates", x.shape[-1])
+        sign = torch.ones(x.shape[-1], dtype=x.dtype, device=x.device)
+        sign[self.axis] = -1
+        mirrored = x[:, :, :, self.permutation(x.shape[3]).to(x.device)] * sign
+        return torch.where(params["flip"].view(-1, 1, 1, 1, 1), mirrored, x)
+
+
+def mirror_pairs(joint_names: Sequence[str]) -> list[tuple[int, int]]:
+    """(left, right) index pairs of joints named ``<part>_left`` / ``<part>_right`` (any case)."""
+    index = {name.lower(): i for i, name in enumerate(joint_names)}
+    return [(i, index[name[:-5] + "_right"]) for name, i in index.items()
+            if name.endswith("_left") and name[:-5] + "_right" in index]
+
+
+@dataclass(frozen=True)
 class Identity(Augmentation):
     """No augmentation: the baseline the paper compares against."""
 
@@ -554,7 +608,7 @@ class Identity(Augmentation):
 
 AUGMENTATIONS: dict[str, type[Augmentation]] = {
     cls.name: cls for cls in (Rotate, Shear, Reverse, Noise, Blur, JointMask, ChannelMask, SwapPersons, Crop,
-                               Identity)
+                               Mirror, Identity)
 }
 
 # The paper's order of presentation (Fig. 2), used by plots and benchmarks.
@@ -602,13 +656,16 @@ def _make(name: Any, params: Any, where: str) -> Augmentation:
         raise ConfigError(f"{where}: bad parameters for augmentation {name!r}: {exc}") from None
 
 
-def build_augment(spec: str | Iterable[Any] | Compose | None) -> Compose:
+def build_augment(spec: str | Iterable[Any] | Compose | None,
+                  joint_names: Sequence[str] | None = None) -> Compose:
     """Build a :class:`Compose` from a config spec.
 
     Args:
         spec: a list whose items are names (``"reverse"``), one-key mappings of a name to its
             parameters (``{"shear": {"amplitude": 0.5}}``) or augmentation objects; a single name;
             ``None`` or ``[]`` for no augmentation.
+        joint_names: the data's joint names (its layout); a ``mirror`` without ``pairs`` takes its
+            left/right pairs from them, and it is an error when they name none.
 
     Raises:
         ConfigError: an unknown name or parameter, naming the known ones.
@@ -632,4 +689,14 @@ def build_augment(spec: str | Iterable[Any] | Compose | None) -> Compose:
         else:
             raise ConfigError(f"{where}: expected an augmentation name or a one-key mapping "
                               f"{{name: {{param: value}}}}, got {item!r}; known names: {', '.join(AUGMENTATIONS)}")
+    if joint_names is not None:
+        ops = [_with_pairs(op, joint_names) if isinstance(op, Mirror) and not op.pairs else op for op in ops]
     return Compose(tuple(op for op in ops if not isinstance(op, Identity)))
+
+
+def _with_pairs(op: Mirror, joint_names: Sequence[str]) -> Mirror:
+    pairs = mirror_pairs(joint_names)
+    if not pairs:
+        raise ConfigError("augmentation mirror: this layout names no *_left / *_right joints; give the pairs "
+                          "yourself, e.g. augment: [{mirror: {pairs: [[4, 8], [5, 9]]}}] (0-based joint indices)")
+    return replace(op, pairs=tuple(pairs))

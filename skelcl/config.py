@@ -80,7 +80,9 @@ class ContrastConfig:
     fill_queue: spend one epoch filling the queue with keys before training (released code).
     pool: which encoder output is contrasted: ``tap`` (temporal average of the hidden states, the
         paper's default) or ``last`` (the last valid hidden state h_T: the paper's "without TAP"
-        variant of Fig. 5; evaluate it with ``probe.representation: last_q``).
+        variant of Fig. 5; evaluate it with ``probe.representation: last_q``) or ``tap_max`` (TAP
+        concatenated with the temporal max of the same states: what ``probe.representation:
+        cae_max`` reads out, so that the contrasted embedding and the probed one agree; 2E wide).
     cross_view: probability that a query's key is drawn from another camera's recording of the
         same performance (same instance in a synchronised multi-view dataset: N-UCLA, NTU) instead
         of from the same sequence; 0 (default) is the paper's single-sequence positives. Uses the

@@ -21,7 +21,7 @@ from .encoder import SequenceEncoder, build_encoder
 
 PARADIGMS = ("queue", "end_to_end", "memory_bank")
 HEADS = ("none", "linear", "mlp")
-POOLS = ("tap", "last")
+POOLS = ("tap", "last", "tap_max")
 
 
 def info_nce(q: torch.Tensor, k_pos: torch.Tensor, negatives: torch.Tensor | None, tau: float,
@@ -157,7 +157,7 @@ class ContrastiveLearner(nn.Module):
             raise SettingError(f"unknown contrast.pool {cfg.pool!r}; known: {', '.join(POOLS)}")
         self.cfg = cfg
         self.encoder_q: SequenceEncoder = build_encoder(input_dim, model, persons=persons)
-        feat = self.encoder_q.output_dim
+        feat = self.encoder_q.output_dim * (2 if cfg.pool == "tap_max" else 1)
         self.head_q = build_head(cfg.head, feat, cfg.head_dim)
         self.dim = feat if cfg.head == "none" else cfg.head_dim
         gen = torch.Generator().manual_seed(seed + 12345)
@@ -208,7 +208,10 @@ class ContrastiveLearner(nn.Module):
     # --- forward ------------------------------------------------------------------------
     def _embed(self, enc: nn.Module, head: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         out = enc(x, lengths)
-        z = head(out.pooled if self.cfg.pool == "tap" else out.last)
+        if self.cfg.pool == "tap_max":
+            z = head(torch.cat([out.pooled, out.peak], 1))
+        else:
+            z = head(out.pooled if self.cfg.pool == "tap" else out.last)
         return F.normalize(z, dim=1) if self.cfg.normalize else z
 
     def forward(self, xq: torch.Tensor, xk: torch.Tensor, lengths: torch.Tensor,

@@ -455,7 +455,7 @@ class Pretrainer:
 
         resolve_graph(cfg, ds)
         self.learner = build_learner(cfg, self.input_dim, n, persons=int(ds.x.shape[2])).to(device)
-        self.augment = build_augment(cfg.augment)
+        self.augment = build_augment(cfg.augment, joint_names=ds.layout.joints)
         self.cross_view = float(cfg.contrast.cross_view)
         if not 0.0 <= self.cross_view <= 1.0:
             raise ConfigError(f"contrast.cross_view is a probability in [0, 1], got {self.cross_view}")

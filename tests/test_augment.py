@@ -17,18 +17,20 @@ from skelcl.augment import (
     Compose,
     Identity,
     JointMask,
+    Mirror,
     Noise,
     Reverse,
     Rotate,
     Shear,
     build_augment,
     gaussian_kernels,
+    mirror_pairs,
     presence,
     rotation_matrix,
     valid_mask,
 )
 from skelcl.errors import ConfigError
-from skelcl.layouts import NTU25
+from skelcl.layouts import KINECT20, NTU25, SBU15
 
 B, T, M, V, C = 12, 60, 2, 25, 3
 
@@ -344,7 +346,7 @@ def test_build_augment_specs():
     assert len(build_augment(["none"])) == 0 and len(build_augment(None)) == 0
     assert build_augment([{"blur": None}]).ops == (Blur(),)
     assert build_augment([{"rotate": {"variant": "released-code"}}]).ops[0].minor == 0.0
-    assert set(AUGMENTATIONS) == set(ALL_SEVEN) | {"none", "swap_persons", "crop"}
+    assert set(AUGMENTATIONS) == set(ALL_SEVEN) | {"none", "swap_persons", "crop", "mirror"}
     for cls in AUGMENTATIONS.values():
         assert cls.__doc__ and cls.__doc__.strip()
 
@@ -475,3 +477,50 @@ def test_crop_draws_windows_inside_the_valid_frames():
     assert torch.all(p["start"] >= 0) and torch.all(p["start"] + p["span"] <= n + 1e-4)
     with pytest.raises(ConfigError, match="min_ratio"):
         Crop(min_ratio=0.0)
+
+
+# ------------------------------------------------------------------------------------------ mirror
+
+
+def test_mirror_pairs_from_joint_names():
+    assert mirror_pairs(KINECT20.joints) == [(4, 8), (5, 9), (6, 10), (7, 11), (12, 16), (13, 17), (14, 18),
+                                             (15, 19)]
+    assert len(mirror_pairs(NTU25.joints)) == 10 and (3, 6) in mirror_pairs(SBU15.joints)
+    assert mirror_pairs(["j0", "j1", "j2"]) == []
+
+
+def test_mirror_swaps_twins_negates_x_and_is_its_own_inverse():
+    x, lengths = make_batch()
+    op = build_augment(["mirror"], joint_names=NTU25.joints).ops[0]
+    assert isinstance(op, Mirror) and len(op.pairs) == 10
+    p = op.draw(x, lengths, gen(5))
+    flip = p["flip"]
+    assert 0 < int(flip.sum()) < B
+    y = op.apply(x, lengths, p)
+    zero_where_input_zero(x, y)
+    sign = torch.tensor([-1.0, 1.0, 1.0])
+    for left, right in op.pairs:  # a left joint takes its right twin's place, reflected in x
+        torch.testing.assert_close(y[flip][..., left, :], x[flip][..., right, :] * sign)
+        torch.testing.assert_close(y[flip][..., right, :], x[flip][..., left, :] * sign)
+    spine = [j for j in range(V) if all(j not in pair for pair in op.pairs)]
+    torch.testing.assert_close(y[flip][..., spine, :], x[flip][..., spine, :] * sign)
+    torch.testing.assert_close(y[~flip], x[~flip])
+    torch.testing.assert_close(op.apply(y, lengths, p), x)  # twice: back where it was
+    bones = torch.tensor(NTU25.bones)
+    bl = lambda z: (z[..., bones[:, 0], :] - z[..., bones[:, 1], :]).norm(dim=-1)  # noqa: E731
+    torch.testing.assert_close(bl(y).sort(-1).values, bl(x).sort(-1).values)  # same bones, twins swapped
+
+
+def test_mirror_bad_settings_are_clear_errors():
+    with pytest.raises(ConfigError, match="names no"):
+        build_augment(["mirror"], joint_names=["j0", "j1", "j2"])
+    with pytest.raises(ConfigError, match="each joint once"):
+        Mirror(pairs=((1, 2), (2, 3)))
+    with pytest.raises(ConfigError, match="axis"):
+        Mirror(axis=3)
+    x, lengths = make_batch()
+    with pytest.raises(ConfigError, match="data has 25 joints"):
+        Mirror(p=1.0, pairs=((1, 30),))(x, lengths, gen())
+    # pairs given by the user are kept; without joint names nothing is filled in
+    assert build_augment([{"mirror": {"pairs": [[1, 2]]}}], joint_names=NTU25.joints).ops[0].pairs == ((1, 2),)
+    assert build_augment(["mirror"]).ops[0].pairs == ()

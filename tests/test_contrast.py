@@ -182,14 +182,19 @@ def test_person_symmetric_pool_ignores_person_order_and_keeps_one_person_samples
 
 
 def test_pool_last_contrasts_the_last_hidden_state():
-    """contrast.pool='last' (the paper's no-TAP variant) embeds h_T; 'tap' embeds the TAP mean."""
+    """contrast.pool='last' (the paper's no-TAP variant) embeds h_T; 'tap' the TAP mean; 'tap_max' TAP ++
+    the max over valid frames (the queue keys widen with it)."""
     x, lengths = _batch()
-    for pool, field_name in (("tap", "pooled"), ("last", "last")):
+    for pool, fields in (("tap", ["pooled"]), ("last", ["last"]), ("tap_max", ["pooled", "peak"])):
         torch.manual_seed(0)
         learner = ContrastiveLearner(30, ModelConfig(hidden=8), ContrastConfig(pool=pool, normalize=True))
         out = learner.encoder_q(x, lengths)
         z = learner._embed(learner.encoder_q, learner.head_q, x, lengths)
-        assert torch.allclose(z, torch.nn.functional.normalize(getattr(out, field_name), dim=1))
+        want = torch.cat([getattr(out, f) for f in fields], 1)
+        assert z.shape == (x.shape[0], 8 * len(fields)) and learner.queue.keys.shape[1] == 8 * len(fields)
+        assert torch.allclose(z, torch.nn.functional.normalize(want, dim=1))
+        loss = learner(x, x, lengths)  # a full step's loss with the wider keys
+        assert torch.isfinite(loss)
     with pytest.raises(ConfigError, match="pool"):
         ContrastiveLearner(30, ModelConfig(hidden=8), ContrastConfig(pool="max"))
 
