@@ -20,6 +20,9 @@ The paper's text is the default; where the authors' released code differs in a d
 an option (``variant="released-code"`` or an explicit parameter). Defects of the released code
 (reverse moving padding to the front, noise added to padding and absent persons) are not copied.
 
+Beyond the paper: ``swap_persons`` (exchange persons 1 and 2), ``crop`` (temporal crop-resize) and
+``mirror`` (the body's left-right mirror image; its joint pairs come from the layout's joint names).
+
 Configs name a composition as a list: ``build_augment(["reverse", {"shear": {"amplitude": 0.5}}])``.
 """
 
