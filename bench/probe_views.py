@@ -22,9 +22,11 @@ from skelcl.train import apply_threads, load_checkpoint, load_data
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run", help="a run folder (with checkpoint.pt)")
-    ap.add_argument("--representation", default="cae")
+    ap.add_argument("--representation", default=None, help="default: the run's probe.representation")
+    ap.add_argument("--both-directions", action="store_true", help="probe.both_directions: also read it backwards")
     args = ap.parse_args()
     learner, cfg = load_checkpoint(f"{args.run}/checkpoint.pt")
+    rep = args.representation or cfg.probe.representation
     apply_threads(cfg)
     ds = load_data(cfg)
     tr, te = ds.split(cfg.data.protocol)
@@ -32,7 +34,7 @@ def main() -> None:
     if len(views) != 2:
         raise SystemExit(f"needs a run trained on exactly two views; {args.run} trains on {views.tolist()}")
     a, b = (tr[ds.meta["view"][tr] == v] for v in views)
-    feats = encode(learner, ds.x, ds.lengths, args.representation)
+    feats = encode(learner, ds.x, ds.lengths, rep, both_directions=args.both_directions)
     y = ds.labels
 
     def both(score) -> tuple[float, float]:
@@ -53,7 +55,8 @@ def main() -> None:
             "linear lr 0.1, wd 1e-2": linear(lr=0.1, weight_decay=1e-2)}
     rows.update({f"logistic C={c:g}": logistic(c) for c in (0.01, 0.1, 1.0)})
     rows.update({f"kNN k={k}": knn(k) for k in (5, 10, 20)})
-    print(f"{args.run}: val = train on view {views[0]}, test on view {views[1]} and back; test = the run's split")
+    print(f"{args.run} ({rep}{', both directions' if args.both_directions else ''}): val = train on view "
+          f"{views[0]}, test on view {views[1]} and back; test = the run's split")
     print("| probe | val top-1 | test top-1 |\n|---|---|---|")
     for name, score in rows.items():
         v, t = both(score)

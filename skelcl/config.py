@@ -147,6 +147,9 @@ class ProbeConfig:
     standardize: standardise features (train-split statistics) before the linear classifier.
     person_symmetric: average each two-person sample's features with those of the same sample with
         its persons swapped (see :func:`skelcl.probe.encode`).
+    both_directions: concatenate the representation of each sequence and of its time reversal
+        (see :func:`skelcl.probe.encode`; width doubles). N-UCLA, ``cae_max``, seeds 0-4: see
+        docs/RESULTS.md, "N-UCLA, sixth round".
     """
 
     representation: str = "cae"
@@ -162,6 +165,7 @@ class ProbeConfig:
     knn_k: int = 20
     seed: int = 0
     person_symmetric: bool = False
+    both_directions: bool = False
 
 
 @dataclass

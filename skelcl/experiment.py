@@ -84,15 +84,14 @@ def _strip(res: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in res.items() if k not in ("pred", "scores", "classifier", "neighbors")}
 
 
-def split_features(model: torch.nn.Module, ds: SkeletonDataset, protocol: str, representation: str,
-                   device: torch.device | None = None, person_symmetric: bool = False,
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Frozen features of a protocol's train and test splits: (f_train, y_train, f_test, y_test)."""
+def split_features(model: torch.nn.Module, ds: SkeletonDataset, protocol: str, probe: ProbeConfig,
+                   device: torch.device | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Frozen features (the probe's representation and readout options) of a protocol's train and
+    test splits: (f_train, y_train, f_test, y_test)."""
     tr, te = ds.split(protocol)
-    f_tr = encode(model, ds.x, ds.lengths, representation, device=device, index=tr,
-                  person_symmetric=person_symmetric)
-    f_te = encode(model, ds.x, ds.lengths, representation, device=device, index=te,
-                  person_symmetric=person_symmetric)
+    f_tr, f_te = (encode(model, ds.x, ds.lengths, probe.representation, device=device, index=idx,
+                         person_symmetric=probe.person_symmetric, both_directions=probe.both_directions)
+                  for idx in (tr, te))
     return f_tr, ds.labels[tr], f_te, ds.labels[te]
 
 
@@ -108,8 +107,7 @@ def evaluate_model(model: torch.nn.Module, ds: SkeletonDataset, protocol: str, p
     t0 = time.perf_counter()
     needs_feats = any(p in ("linear", "knn") for p in protocols)
     if needs_feats:
-        f_tr, y_tr, f_te, y_te = split_features(model, ds, protocol, probe.representation, device,
-                                                probe.person_symmetric)
+        f_tr, y_tr, f_te, y_te = split_features(model, ds, protocol, probe, device)
         res["feature_dim"] = int(f_tr.shape[1])
         res["encode_seconds"] = time.perf_counter() - t0
     if "linear" in protocols:
@@ -187,8 +185,7 @@ def evaluate_ensemble(paths: Sequence[str | Path], out_dir: str | Path | None = 
         ds = datasets[key]
         device = resolve_device(cfg.train.device)
         apply_threads(cfg)
-        f_tr, y_tr, f_te, y_te = split_features(learner.to(device), ds, cfg.data.protocol,
-                                                cfg.probe.representation, device, cfg.probe.person_symmetric)
+        f_tr, y_tr, f_te, y_te = split_features(learner.to(device), ds, cfg.data.protocol, cfg.probe, device)
         if y_ref is None:
             y_ref = y_te
         elif y_te.shape != y_ref.shape or not np.array_equal(y_te, y_ref):
@@ -237,8 +234,9 @@ def run(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool =
     res["final_loss"] = pre.metrics[-1]["loss"] if pre.metrics else None
     if baselines:
         input_dim = int(np.prod(ds.x.shape[2:]))
-        rnd_probe = replace(cfg.probe, representation="cae" if cfg.probe.representation in ("cae", "cae+", "k")
-                            else "last_q")
+        # a bare encoder has no key encoder: key readouts fall back to their query counterparts
+        rep = cfg.probe.representation
+        rnd_probe = replace(cfg.probe, representation={"cae+": "cae", "k": "cae", "last_k": "last_q"}.get(rep, rep))
         rnd = evaluate_model(random_encoder(cfg, input_dim, int(ds.x.shape[2])), ds, cfg.data.protocol, rnd_probe, ("linear",),
                              device=device)
         tr, te = ds.split(cfg.data.protocol)

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .augment import swap_two_persons
+from .augment import reverse_index, swap_two_persons
 from .config import ProbeConfig
 from .encoder import SequenceEncoder
 from .errors import ConfigError
@@ -203,10 +203,17 @@ def _features(enc_q: nn.Module, enc_k: nn.Module | None, representation: str, xb
     return torch.cat([enc_q(xb, lb).pooled, enc_k(xb, lb).pooled], 1)  # type: ignore[misc]
 
 
+def time_reversed(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(N, T, ...) with each sequence's valid frames in reverse order; padding stays at the end."""
+    flip = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    idx = reverse_index(lengths.to(x.device), x.shape[1], flip)
+    return x[torch.arange(x.shape[0], device=x.device)[:, None], idx]
+
+
 def encode(learner_or_encoder: nn.Module, x: ArrayLike, lengths: ArrayLike, representation: str = "cae",
            batch_size: int = 256, device: str | torch.device | None = None,
            index: np.ndarray | None = None, progress: bool = False,
-           person_symmetric: bool = False) -> np.ndarray:
+           person_symmetric: bool = False, both_directions: bool = False) -> np.ndarray:
     """Frozen features of sequences (no augmentation, eval mode, no gradient).
 
     Args:
@@ -220,8 +227,13 @@ def encode(learner_or_encoder: nn.Module, x: ArrayLike, lengths: ArrayLike, repr
         person_symmetric: for samples with two persons, average the features of the sequence and of
             the same sequence with persons 1 and 2 swapped, so the embedding does not depend on which
             actor the sensor listed first.
+        both_directions: also encode each sequence played backwards (its valid frames reversed) and
+            concatenate the two features, [forwards, backwards]: a unidirectional encoder trained
+            with the reverse augmentation then reads the sequence both ways, as a bidirectional RNN
+            would, without training one. Doubles E and the encoding cost.
     Returns:
-        (len(index) or N, E) float32 array; E doubles for ``cae+`` and ``cae_max``.
+        (len(index) or N, E) float32 array; E doubles for ``cae+`` and ``cae_max``, and again with
+        ``both_directions``.
     Raises:
         ProbeError (a ValueError): unknown representation, or a key representation without a key encoder.
     """
@@ -244,10 +256,12 @@ def encode(learner_or_encoder: nn.Module, x: ArrayLike, lengths: ArrayLike, repr
             if person_symmetric and xb.dim() == 5 and xb.shape[2] >= 2:
                 # one-person samples are left unswapped, so their average is their own feature
                 f = (f + _features(enc_q, enc_k, representation, swap_two_persons(xb, lb), lb)) / 2
+            if both_directions:
+                f = torch.cat([f, _features(enc_q, enc_k, representation, time_reversed(xb, lb), lb)], 1)
             out.append(f.float().cpu().numpy())
     if not out:
         dim = getattr(enc_q, "output_dim", 0) * (2 if representation in ("cae+", "cae_max") else 1)
-        return np.zeros((0, dim), np.float32)
+        return np.zeros((0, dim * (2 if both_directions else 1)), np.float32)
     return np.concatenate(out, 0)
 
 

@@ -121,6 +121,18 @@ def test_evaluate_cae_max_doubles_the_feature(trained, tmp_path):
     r = evaluate_checkpoint(out, ["linear"], overrides=["probe.representation=cae_max", "probe.epochs=10"],
                             out_dir=tmp_path, progress=False)
     assert r["representation"] == "cae_max" and r["feature_dim"] == 2 * 128 and 0 <= r["linear"]["top1"] <= 100
+    both = evaluate_checkpoint(out, ["linear", "knn"], overrides=["probe.representation=cae_max", "probe.epochs=10",
+                                                               "probe.both_directions=true"],
+                               out_dir=tmp_path, progress=False)
+    assert both["feature_dim"] == 4 * 128 and both["config"]["probe"]["both_directions"] is True
+
+
+def test_random_encoder_baseline_reads_out_like_the_trained_one(tmp_path):
+    """The untrained baseline uses the run's own readout (cae_max here), not a different one."""
+    res = run(load_config("synthetic", SMALL + ["optim.epochs=1", "probe.epochs=2", "probe.representation=cae_max",
+                                                "probe.both_directions=true"]),
+              tmp_path, progress=False, protocols=("linear",))
+    assert res["baselines"]["random_encoder"]["linear"]["feature_dim"] == res["linear"]["feature_dim"] == 4 * 128
 
 
 def test_reproduce_table_rows_skip_methods_missing_from_cached_cells():

@@ -213,6 +213,28 @@ def test_encode_representations_shapes_and_values() -> None:
     np.testing.assert_allclose(sub, feats["cae"][[7, 2]], atol=1e-5)      # batching does not matter
 
 
+def test_encode_both_directions_appends_the_reversed_sequence_features() -> None:
+    """both_directions: [features of x, features of x with its valid frames reversed]; padding stays
+    at the end, so the reversed read of a padded sequence equals the read of its reversed copy."""
+    learner = small_learner()
+    rng = np.random.default_rng(1)
+    lengths = np.array([12, 7, 1, 9])
+    x = rng.normal(size=(4, 12, 2, 3, 3)).astype(np.float32)
+    x *= (np.arange(12)[None, :] < lengths[:, None])[:, :, None, None, None]
+    for rep in ("cae", "cae_max"):
+        both = encode(learner, x, lengths, rep, batch_size=3, device=CPU, both_directions=True)
+        fwd = encode(learner, x, lengths, rep, device=CPU)
+        rev = np.zeros_like(x)
+        for i, n in enumerate(lengths):
+            rev[i, :n] = x[i, :n][::-1]
+        back = encode(learner, rev, lengths, rep, device=CPU)
+        assert both.shape == (4, 2 * fwd.shape[1])
+        np.testing.assert_allclose(both[:, :fwd.shape[1]], fwd, atol=1e-5)
+        np.testing.assert_allclose(both[:, fwd.shape[1]:], back, atol=1e-5)
+    np.testing.assert_allclose(both[2, :32], both[2, 32:], atol=1e-6)  # one frame reads the same both ways
+    assert encode(learner, x, lengths, "cae", device=CPU, both_directions=True, index=np.array([], int)).shape == (0, 32)
+
+
 def test_encode_missing_key_encoder_and_bare_encoder() -> None:
     x = np.zeros((3, 5, 2, 3, 3), np.float32)
     lengths = np.array([5, 3, 1])
