@@ -144,3 +144,19 @@ def test_reproduce_table_rows_skip_methods_missing_from_cached_cells():
     assert "| CAE ++ max | 53.0 ± 0.0 |" in table and "| CAE | 50.0 ± 0.0 |" in table
     table = format_table("nucla", ["xview"], {"xview": [old]}, "ours")
     assert "CAE ++ max" not in table and "| CAE+ | 51.0 |" in table
+
+
+def test_reproduce_cell_has_every_row_whatever_the_config_readout(tmp_path):
+    """A reproduce cell probes each row's own readout (CAE stays forward-only TAP even when the
+    config asks for both directions) and feeds every row of the table."""
+    from skelcl.reproduce import METHODS, _cell, format_table
+    from skelcl.train import load_data
+    cfg = load_config("synthetic", SMALL + ["optim.epochs=1", "probe.epochs=2", "probe.both_directions=true"])
+    ds = load_data(cfg)
+    res = _cell(cfg, ds, "xsub", 0, tmp_path / "cell", progress=False, supervised_epochs=1)
+    assert set(res["top1"]) == set(METHODS)
+    again = evaluate_checkpoint(tmp_path / "cell", ["linear"], overrides=["probe.both_directions=false", "probe.epochs=2"],
+                                out_dir=tmp_path / "ev", progress=False)
+    assert again["linear"]["top1"] == pytest.approx(res["top1"]["CAE"])  # the paper's forward-only TAP
+    table = format_table("sbu", ["xsub"], {"xsub": [res]}, "ours")
+    assert "| CAE ++ max, both directions |" in table
