@@ -147,6 +147,9 @@ class ProbeConfig:
     standardize: standardise features (train-split statistics) before the linear classifier.
     person_symmetric: average each two-person sample's features with those of the same sample with
         its persons swapped (see :func:`skelcl.probe.encode`).
+    restarts: train the linear probe this many times from different seeds and average the
+        classifiers (still one linear classifier; 1 = the paper's single run). See
+        :func:`skelcl.probe.linear_eval`.
     both_directions: concatenate the representation of each sequence and of its time reversal
         (see :func:`skelcl.probe.encode`; width doubles). N-UCLA, ``cae_max``, seeds 0-4: see
         docs/RESULTS.md, "N-UCLA, sixth round".
@@ -166,6 +169,7 @@ class ProbeConfig:
     seed: int = 0
     person_symmetric: bool = False
     both_directions: bool = False
+    restarts: int = 1
 
 
 @dataclass

@@ -289,6 +289,39 @@ def standardize(train: torch.Tensor, *others: torch.Tensor, eps: float = 1e-8
     return [(t - mean) / std for t in (train, *others)], mean, std
 
 
+def _fit_linear(xtr: torch.Tensor, ytr: torch.Tensor, xte: torch.Tensor, yte: torch.Tensor, cfg: ProbeConfig,
+                num_classes: int, seed: int, dev: torch.device, progress: bool
+                ) -> tuple[nn.Linear, list[float], list[float], list[float]]:
+    """One seeded SGD run of the linear protocol: (classifier, train loss, test top-1, lr) per epoch."""
+    gen = torch.Generator().manual_seed(int(seed))
+    clf = _init_linear(xtr.shape[1], num_classes, gen).to(dev)
+    nesterov = bool(cfg.nesterov and cfg.momentum > 0)
+    opt = torch.optim.SGD(clf.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=nesterov,
+                          weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.milestones), gamma=cfg.gamma)
+    n, bs = xtr.shape[0], int(cfg.batch_size)
+    losses: list[float] = []
+    test_top1: list[float] = []
+    lrs: list[float] = []
+    for _ in _progress(range(cfg.epochs), progress, "linear"):
+        lrs.append(float(opt.param_groups[0]["lr"]))
+        perm = torch.randperm(n, generator=gen).to(dev)
+        total = torch.zeros((), device=dev)
+        for s in range(0, n, bs):
+            idx = perm[s:s + bs]
+            loss = F.cross_entropy(clf(xtr[idx]), ytr[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach() * idx.shape[0]
+        sched.step()
+        with torch.no_grad():
+            correct = (clf(xte).argmax(1) == yte).sum()
+        losses.append(float(total) / n)
+        test_top1.append(float(correct) * 100.0 / xte.shape[0])
+    return clf, losses, test_top1, lrs
+
+
 def linear_eval(train_feats: ArrayLike, train_labels: ArrayLike, test_feats: ArrayLike, test_labels: ArrayLike,
                 cfg: ProbeConfig | None = None, num_classes: int | None = None, progress: bool = False,
                 device: str | torch.device | None = None) -> dict[str, Any]:
@@ -301,6 +334,11 @@ def linear_eval(train_feats: ArrayLike, train_labels: ArrayLike, test_feats: Arr
     operations, no DataLoader. With ``cfg.standardize`` the features are standardised with the train
     split's statistics only.
 
+    With ``cfg.restarts`` = R > 1, R such classifiers are trained from seeds ``cfg.seed + 1000 r``
+    (r = 0 is the single run's) and their weights and biases averaged: still one linear classifier
+    (its logits are the mean of the R runs' logits), with less of the lr-1.0 SGD's run-to-run spread.
+    Each run's own final top-1 is reported in ``restarts_top1``.
+
     Args:
         train_feats, test_feats: (N_train, D), (N_test, D) features.
         train_labels, test_labels: (N_train,), (N_test,) ints in [0, num_classes).
@@ -309,10 +347,10 @@ def linear_eval(train_feats: ArrayLike, train_labels: ArrayLike, test_feats: Arr
         dict with ``top1``, ``top5`` (final epoch, test; top-5 means top-min(5, C), see ``k5``),
         ``best_epoch_top1`` / ``best_epoch`` / ``best_epoch_note`` (best test top-1 over epochs:
         selected on test, for comparison with the released code only), ``history`` (per epoch:
-        ``train_loss``, ``test_top1``, ``lr``), ``pred`` (N_test,) final predictions, ``classifier``
-        (numpy ``weight`` (C, D), ``bias`` (C,), and ``mean`` / ``std`` when standardised),
-        ``scores`` (N_test, C) final test logits, ``diverged`` (a non-finite loss was seen), sizes
-        and ``seconds``.
+        ``train_loss``, ``test_top1``, ``lr``; means over the restarts), ``pred`` (N_test,) final
+        predictions, ``classifier`` (numpy ``weight`` (C, D), ``bias`` (C,), and ``mean`` / ``std``
+        when standardised), ``scores`` (N_test, C) final test logits, ``restarts_top1`` (R,),
+        ``diverged`` (a non-finite loss was seen), sizes and ``seconds``.
     """
     cfg = cfg or ProbeConfig()
     t0 = time.perf_counter()
@@ -328,48 +366,25 @@ def linear_eval(train_feats: ArrayLike, train_labels: ArrayLike, test_feats: Arr
     yte = _labels(test_labels, xte.shape[0], num_classes, "test_labels")
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise ProbeError(f"probe epochs and batch_size must be >= 1, got {cfg.epochs}, {cfg.batch_size}")
+    if cfg.restarts < 1:
+        raise ProbeError(f"probe.restarts must be >= 1, got {cfg.restarts}")
     mean = std = None
     if cfg.standardize:
         (xtr, xte), mean, std = standardize(xtr, xte)
-
-    gen = torch.Generator().manual_seed(int(cfg.seed))
-    clf = _init_linear(xtr.shape[1], num_classes, gen).to(dev)
     xtr, ytr, xte, yte = xtr.to(dev), ytr.to(dev), xte.to(dev), yte.to(dev)
-    nesterov = bool(cfg.nesterov and cfg.momentum > 0)
-    opt = torch.optim.SGD(clf.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=nesterov,
-                          weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.milestones), gamma=cfg.gamma)
 
-    n, bs = xtr.shape[0], int(cfg.batch_size)
-    losses: list[float] = []
-    test_top1: list[float] = []
-    lrs: list[float] = []
-    diverged = False
-    for _ in _progress(range(cfg.epochs), progress, "linear"):
-        lrs.append(float(opt.param_groups[0]["lr"]))
-        perm = torch.randperm(n, generator=gen).to(dev)
-        total = torch.zeros((), device=dev)
-        for s in range(0, n, bs):
-            idx = perm[s:s + bs]
-            loss = F.cross_entropy(clf(xtr[idx]), ytr[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach() * idx.shape[0]
-        sched.step()
-        with torch.no_grad():
-            correct = (clf(xte).argmax(1) == yte).sum()
-        epoch_loss = float(total) / n
-        diverged = diverged or not math.isfinite(epoch_loss)
-        losses.append(epoch_loss)
-        test_top1.append(float(correct) * 100.0 / xte.shape[0])
-
+    runs = [_fit_linear(xtr, ytr, xte, yte, cfg, num_classes, int(cfg.seed) + 1000 * r, dev, progress)
+            for r in range(int(cfg.restarts))]
     with torch.no_grad():
-        logits = clf(xte)
+        weight = torch.stack([clf.weight for clf, *_ in runs]).mean(0)
+        bias = torch.stack([clf.bias for clf, *_ in runs]).mean(0)
+        logits = xte @ weight.t() + bias if len(runs) > 1 else runs[0][0](xte)
+        restarts_top1 = [float((clf(xte).argmax(1) == yte).float().mean()) * 100.0 for clf, *_ in runs]
+    losses = np.mean([r[1] for r in runs], 0).tolist()
+    test_top1 = np.mean([r[2] for r in runs], 0).tolist()
     top1, top5 = topk_accuracy(logits, yte, (1, 5))
     best = int(np.argmax(test_top1))
-    classifier: dict[str, np.ndarray] = {"weight": clf.weight.detach().cpu().numpy(),
-                                         "bias": clf.bias.detach().cpu().numpy()}
+    classifier: dict[str, np.ndarray] = {"weight": weight.cpu().numpy(), "bias": bias.cpu().numpy()}
     if mean is not None and std is not None:
         classifier["mean"], classifier["std"] = mean.numpy(), std.numpy()
     return {
@@ -379,15 +394,16 @@ def linear_eval(train_feats: ArrayLike, train_labels: ArrayLike, test_feats: Arr
         "best_epoch_top1": test_top1[best],
         "best_epoch": best + 1,
         "best_epoch_note": BEST_EPOCH_NOTE,
-        "history": {"train_loss": losses, "test_top1": test_top1, "lr": lrs},
+        "history": {"train_loss": losses, "test_top1": test_top1, "lr": runs[0][3]},
         "pred": logits.argmax(1).cpu().numpy(),
         "scores": logits.cpu().numpy(),
         "classifier": classifier,
         "standardize": bool(cfg.standardize),
-        "diverged": diverged,
+        "restarts_top1": restarts_top1,
+        "diverged": not all(math.isfinite(v) for r in runs for v in r[1]),
         "epochs": int(cfg.epochs),
         "num_classes": int(num_classes),
-        "num_train": int(n),
+        "num_train": int(xtr.shape[0]),
         "num_test": int(xte.shape[0]),
         "feature_dim": int(xtr.shape[1]),
         "seconds": time.perf_counter() - t0,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -129,6 +131,28 @@ def test_linear_eval_deterministic_per_seed() -> None:
     assert a["history"] == b["history"] and np.array_equal(a["pred"], b["pred"])
     assert np.array_equal(a["classifier"]["weight"], b["classifier"]["weight"])
     assert a["history"]["train_loss"] != c["history"]["train_loss"]
+
+
+def test_linear_eval_restarts_average_independent_runs() -> None:
+    """restarts=R: R probes from seeds seed + 1000 r, averaged into one linear classifier."""
+    xtr, ytr = clusters(90, 3, 8, seed=0, spread=3.0)
+    xte, yte = clusters(60, 3, 8, seed=1, spread=3.0)
+    cfg = ProbeConfig(epochs=6, milestones=[3], seed=7, standardize=True)
+    singles = [linear_eval(xtr, ytr, xte, yte, replace(cfg, seed=7 + 1000 * r), 3, device=CPU) for r in range(3)]
+    bag = linear_eval(xtr, ytr, xte, yte, replace(cfg, restarts=3), 3, device=CPU)
+    assert bag["restarts_top1"] == pytest.approx([r["top1"] for r in singles])
+    for key in ("weight", "bias"):
+        np.testing.assert_allclose(bag["classifier"][key], np.mean([r["classifier"][key] for r in singles], 0),
+                                   rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(bag["scores"], np.mean([r["scores"] for r in singles], 0), rtol=1e-5, atol=1e-5)
+    want = 100 * np.mean(np.mean([r["scores"] for r in singles], 0).argmax(1) == yte)
+    assert bag["top1"] == pytest.approx(want)
+    assert bag["history"]["test_top1"] == pytest.approx(np.mean([r["history"]["test_top1"] for r in singles], 0))
+    one = linear_eval(xtr, ytr, xte, yte, replace(cfg, restarts=1), 3, device=CPU)  # the paper's single run
+    assert one["top1"] == singles[0]["top1"] and one["restarts_top1"] == [singles[0]["top1"]]
+    np.testing.assert_array_equal(one["classifier"]["weight"], singles[0]["classifier"]["weight"])
+    with pytest.raises(ProbeError, match="restarts"):
+        linear_eval(xtr, ytr, xte, yte, replace(cfg, restarts=0), 3, device=CPU)
 
 
 def test_linear_eval_rejects_bad_labels() -> None:
