@@ -250,12 +250,23 @@ def run(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool =
     return res
 
 
+def probe_spread_rows(lin: dict[str, Any], what: str = "one probe") -> list[list[object]]:
+    """Table rows showing how far a single probe of a ``probe.restarts`` > 1 evaluation varied
+    (none for a single probe): the averaged classifier's figure alone hides that spread."""
+    single = lin.get("restarts_top1") or []
+    if len(single) < 2:
+        return []
+    return [[f"{what} of the {len(single)} averaged: mean (min-max)",
+             f"{np.mean(single):.1f} ({min(single):.1f}-{max(single):.1f})", ""]]
+
+
 def format_run_summary(res: dict[str, Any]) -> str:
     """A small table: trained encoder vs random encoder vs raw input."""
     rows = []
     lin = res.get("linear")
     if lin:
         rows.append(["trained encoder (linear probe)", lin["top1"], lin["top5"]])
+        rows += probe_spread_rows(lin, "  one probe")
     if "knn" in res:
         rows.append([f"trained encoder (kNN, k={res['knn'].get('k', '')})", res["knn"]["top1"],
                      res["knn"].get("top5", float("nan"))])

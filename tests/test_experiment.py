@@ -84,6 +84,13 @@ def test_evaluate_several_protocols_in_one_call(trained, tmp_path, capsys):
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["linear"]["top1"] == pytest.approx(res["linear"]["top1"])  # same checkpoint, same probe
     assert saved["knn"]["top1"] == pytest.approx(res["knn"]["top1"])
+    assert "averaged" not in text  # one probe: no spread row
+    assert main(["evaluate", str(out), "--out", str(tmp_path), "--quiet", "--set", "probe.restarts=3",
+                 "--set", "probe.epochs=5"]) == 0
+    text = capsys.readouterr().out
+    single = json.loads((tmp_path / "results.json").read_text())["linear"]["restarts_top1"]
+    assert len(single) == 3
+    assert f"one probe of the 3 averaged: mean (min-max) | {np.mean(single):.1f} ({min(single):.1f}-{max(single):.1f})" in text
 
 
 def _short_run(out, *overrides):

@@ -31,7 +31,7 @@ def _ensemble(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ..experiment import evaluate_checkpoint
+    from ..experiment import evaluate_checkpoint, probe_spread_rows
     from ..report import markdown_table
 
     if args.ensemble:
@@ -44,6 +44,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if "linear" in res:
         lin = res["linear"]
         rows.append(["linear (final epoch)", lin["top1"], lin["top5"]])
+        rows += probe_spread_rows(lin)
         rows.append(["linear (best test epoch, selected on test: not a result)", lin["best_epoch_top1"], ""])
     if "knn" in res:
         rows.append([f"kNN k={res['knn'].get('k')}", res["knn"]["top1"], res["knn"].get("top5", "")])
