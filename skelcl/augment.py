@@ -273,6 +273,15 @@ class Reverse(Augmentation):
         return x[rows, idx]  # (B, T, M, V, C): gathers whole frames
 
 
+def time_reversed(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(B, T, ...) with every sample's valid frames in reverse order; padding stays at the end.
+
+    The deterministic half of :class:`Reverse` (p = 1), used by the both-directions readout.
+    """
+    return Reverse().apply(x, lengths.to(x.device), {"flip": torch.ones(x.shape[0], dtype=torch.bool,
+                                                                         device=x.device)})
+
+
 @dataclass(frozen=True)
 class Noise(Augmentation):
     """Add Gaussian noise N(0, std^2) to every coordinate: simulates pose-estimation jitter.

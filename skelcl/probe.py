@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .augment import reverse_index, swap_two_persons
+from .augment import swap_two_persons, time_reversed
 from .config import ProbeConfig
 from .encoder import SequenceEncoder
 from .errors import ConfigError
@@ -201,13 +201,6 @@ def _features(enc_q: nn.Module, enc_k: nn.Module | None, representation: str, xb
     if representation == "last_k":
         return enc_k(xb, lb).last  # type: ignore[misc]
     return torch.cat([enc_q(xb, lb).pooled, enc_k(xb, lb).pooled], 1)  # type: ignore[misc]
-
-
-def time_reversed(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """(N, T, ...) with each sequence's valid frames in reverse order; padding stays at the end."""
-    flip = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-    idx = reverse_index(lengths.to(x.device), x.shape[1], flip)
-    return x[torch.arange(x.shape[0], device=x.device)[:, None], idx]
 
 
 def encode(learner_or_encoder: nn.Module, x: ArrayLike, lengths: ArrayLike, representation: str = "cae",
