@@ -639,8 +639,13 @@ class SweepResult:
 def run_sweep(spec: SweepSpec | str | Path | dict[str, Any], out_dir: str | Path, overrides: Sequence[str] = (),
               root: str | None = None, jobs: int = 1, seeds: Sequence[int] | None = None,
               folds: Sequence[str] | None = None, limit_epochs: int | None = None, table_only: bool = False,
-              progress: bool = True, log: Callable[[str], None] | None = None) -> SweepResult:
-    """Run every unfinished run of a sweep (``jobs`` at a time), then write the table and figures."""
+              progress: bool = True, log: Callable[[str], None] | None = None,
+              from_csv: str | Path | None = None) -> SweepResult:
+    """Run every unfinished run of a sweep (``jobs`` at a time), then write the table and figures.
+
+    ``from_csv``: run nothing; rebuild the table and figures from a saved ``table.csv`` instead of the
+    runs' results (``seeds`` / ``folds`` still say what the figures' titles report).
+    """
     sp = spec if isinstance(spec, SweepSpec) else load_spec(spec)
     say = log or (print if progress else (lambda s: None))
     out = Path(out_dir)
@@ -648,12 +653,15 @@ def run_sweep(spec: SweepSpec | str | Path | dict[str, Any], out_dir: str | Path
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     tasks = build_tasks(sp, out, overrides, root=root, seeds=seeds, folds=folds, limit_epochs=limit_epochs,
                         jobs=jobs)
-    check_finished(tasks)
+    if from_csv is None:
+        check_finished(tasks)
     t0 = time.perf_counter()
     todo = [t for t in tasks if read_results(t) is None]
     skipped = [t for t in tasks if t not in todo]
     failed: dict[str, str] = {}
     ran: list[Task] = []
+    if from_csv is not None:
+        todo, skipped = [], []
     if not table_only and todo:
         out.mkdir(parents=True, exist_ok=True)
         if sp.path is not None:
@@ -691,7 +699,7 @@ def run_sweep(spec: SweepSpec | str | Path | dict[str, Any], out_dir: str | Path
                 except KeyboardInterrupt:
                     pool.shutdown(wait=False, cancel_futures=True)
                     raise
-    rows = collect_rows(sp, tasks)
+    rows = collect_rows(sp, tasks) if from_csv is None else rows_from_csv(sp, from_csv)
     files = write_outputs(sp, rows, tasks, out)
     table = markdown(sp, rows, tasks)
     return SweepResult(sp, tasks, ran, skipped, failed, rows, table, files, time.perf_counter() - t0)
@@ -852,6 +860,50 @@ def write_csv(spec: SweepSpec, rows: Sequence[dict[str, Any]], path: Path) -> Pa
     return path
 
 
+def rows_from_csv(spec: SweepSpec, path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a table written by :func:`write_csv`, matched to the spec's points by slug.
+
+    Lets the table and figures be rebuilt where only the CSV is kept (docs/sweeps holds CSVs, not
+    runs). Loss curves are not in the CSV, so rows carry none. Raises ConfigError when the file is
+    missing or is not this spec's table.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--from-csv: no such file {p}")
+    with p.open(newline="") as fh:
+        table = list(csv.DictReader(fh))
+    need = {"slug", "top1_mean", "top1_std"}
+    if not table or not need <= set(table[0]):
+        raise ConfigError(f"--from-csv: {p} is not a sweep table.csv (needs columns {sorted(need)})")
+    slugs = {point_slug(pt, spec.axis_keys): i for i, pt in enumerate(spec.points)}
+    reps = spec.representations or [None]
+
+    def num(text: str | None) -> float:
+        return float(text) if text not in (None, "") else math.nan
+
+    rows = []
+    for line in table:
+        pi = slugs.get(line["slug"])
+        if pi is None:
+            raise ConfigError(f"--from-csv: {p}: point {line['slug']!r} is not in spec {spec.name} "
+                              f"(its points: {', '.join(slugs)})")
+        values = dict(spec.points[pi])
+        if spec.representations:
+            rep = line.get(REPRESENTATION_AXIS)
+            if rep not in reps:
+                raise ConfigError(f"--from-csv: {p}: representation {rep!r} is not in spec {spec.name}")
+            values[REPRESENTATION_AXIS] = rep
+        runs = int(num(line.get("runs")) if line.get("runs") else 0)
+        row: dict[str, Any] = {"point_index": pi, "slug": line["slug"], "values": values, "runs": runs,
+                               "expected": int(num(line.get("expected_runs")) if line.get("expected_runs") else runs),
+                               "diverged": int(num(line.get("diverged_runs")) if line.get("diverged_runs") else 0),
+                               "curves": [], "seconds_total": num(line.get("seconds_total"))}
+        for m in ("top1", "top5", "knn_top1", "random_top1", "final_loss", "seconds"):
+            row[m] = (num(line.get(f"{m}_mean")), num(line.get(f"{m}_std")), runs)
+        rows.append(row)
+    return rows
+
+
 # --- figures --------------------------------------------------------------------------------------------------------
 def _plt():
     from .report import _plt as plt
@@ -862,6 +914,26 @@ def _plt():
 def _numeric(values: Sequence[Any]) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values if v is not None) and \
         any(v is not None for v in values)
+
+
+def _crowded(pos: np.ndarray) -> bool:
+    """Whether some neighbouring tick positions are closer than 4% of the axis (labels would overlap)."""
+    pos = np.sort(pos)
+    span = pos[-1] - pos[0]
+    return len(pos) > 2 and span > 0 and float(np.diff(pos).min()) < 0.04 * span
+
+
+def _auto_scale(xs: Sequence[float]) -> str:
+    """``log`` for positive values spanning >= 20x, ``linear`` otherwise; when ticks would overlap on
+    that axis (0.06 beside 0.07 on 0.06-0.5), log if that spaces them out, else ``category``."""
+    v = np.array(sorted(float(x) for x in xs))
+    positive = len(v) > 2 and bool((v > 0).all())
+    scale = "log" if positive and v[-1] / v[0] >= 20 else "linear"
+    if not _crowded(np.log(v) if scale == "log" else v):
+        return scale
+    if positive and scale == "linear" and not _crowded(np.log(v)):
+        return "log"
+    return "category"
 
 
 def _ordered_unique(values: Iterable[Any]) -> list[Any]:
@@ -893,9 +965,7 @@ def plot_lines(rows: Sequence[dict[str, Any]], x_axis: str, series_axes: Sequenc
     xs = _ordered_unique(r["values"].get(x_axis) for r in rows if r["values"].get(x_axis) is not None)
     numeric = _numeric(xs)
     if x_scale is None:
-        pos = [v for v in xs if numeric and v > 0]
-        x_scale = "log" if numeric and len(pos) == len(xs) and len(xs) > 2 and max(pos) / min(pos) >= 20 else \
-            ("linear" if numeric else "category")
+        x_scale = _auto_scale(xs) if numeric else "category"
     if numeric and x_scale != "category":
         xs = sorted(xs)
     series: dict[str, list[dict[str, Any]]] = {}
@@ -1143,5 +1213,5 @@ def write_outputs(spec: SweepSpec, rows: Sequence[dict[str, Any]], tasks: Sequen
 
 __all__ = ["SweepSpec", "Task", "SweepResult", "load_spec", "parse_spec", "list_specs", "resolve_spec_path",
            "build_tasks", "run_task", "run_sweep", "task_status", "check_finished", "collect_rows", "aggregate",
-           "markdown", "write_csv", "write_outputs", "plot_lines", "plot_heatmap", "plot_loss_curves",
+           "markdown", "write_csv", "rows_from_csv", "write_outputs", "plot_lines", "plot_heatmap", "plot_loss_curves",
            "point_slug", "format_value", "set_dotted", "config_diff", "display_axes"]

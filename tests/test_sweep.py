@@ -14,7 +14,8 @@ import yaml
 from skelcl.cli import main
 from skelcl.errors import ConfigError
 from skelcl.sweep import (SPEC_DIR, Task, aggregate, build_tasks, collect_rows, format_value, load_spec,
-                          markdown, parse_spec, point_slug, run_sweep, set_dotted, write_outputs)
+                          markdown, parse_spec, point_slug, rows_from_csv, run_sweep, set_dotted, write_outputs)
+from skelcl.sweep import _auto_scale
 
 
 def tiny_npz(path: Path, n: int = 64, t: int = 12, seed: int = 0) -> Path:
@@ -253,3 +254,46 @@ def test_table_writer_means_stds_partial_and_diverged(tmp_path):
     assert aggregate({(0, "a"): 1.0, (0, "b"): 3.0}) == (2.0, 1.0, 2)
     assert math.isnan(aggregate({(0, None): 5.0})[1]) and aggregate({})[2] == 0
     assert "one run per point" in markdown(parse_spec({"base": "sbu"}), collect_rows(parse_spec({"base": "sbu"}), []))
+
+
+def test_table_rebuilt_from_its_csv(tmp_path, capsys):
+    """--from-csv: a saved table.csv gives back the same rows (typed axis values) and figures, running nothing."""
+    spec = parse_spec({"name": "fake", "base": "sbu", "axes": {"contrast.temperature": [0.06, 0.07, 0.1, 0.5]},
+                       "seeds": [0], "folds": ["fold1"]})
+    tasks = build_tasks(spec, tmp_path / "runs")
+    for i, t in enumerate(tasks):
+        _fake(t, 70.0 + 3 * i)
+    rows = collect_rows(spec, tasks)
+    write_outputs(spec, rows, tasks, tmp_path / "a")
+    back = rows_from_csv(spec, tmp_path / "a" / "table.csv")
+    assert [r["values"] for r in back] == [r["values"] for r in rows]
+    assert isinstance(back[0]["values"]["contrast.temperature"], float)
+    for a, b in zip(rows, back):
+        for m in ("top1", "top5", "knn_top1", "final_loss"):
+            assert b[m][0] == pytest.approx(a[m][0], abs=1e-4)
+        assert b["runs"] == a["runs"] == 1
+    res = run_sweep(spec, tmp_path / "b", from_csv=tmp_path / "a" / "table.csv", progress=False)
+    # nothing was trained: no run folders, and no loss curves (the CSV has none)
+    assert res.ran == [] and sorted(p.name for p in (tmp_path / "b").iterdir()) == \
+        ["accuracy.png", "table.csv", "table.md"]
+    assert (tmp_path / "b" / "table.md").read_text() == (tmp_path / "a" / "table.md").read_text()
+    assert (tmp_path / "b" / "accuracy.png").stat().st_size > 0
+    # a table of another spec, or no table at all, is a clear error
+    other = parse_spec({"name": "other", "base": "sbu", "axes": {"contrast.temperature": [0.2, 0.3]}})
+    with pytest.raises(ConfigError, match="not in spec other"):
+        rows_from_csv(other, tmp_path / "a" / "table.csv")
+    (tmp_path / "junk.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ConfigError, match="not a sweep table"):
+        rows_from_csv(spec, tmp_path / "junk.csv")
+    with pytest.raises(ConfigError, match="no such file"):
+        rows_from_csv(spec, tmp_path / "missing.csv")
+
+
+@pytest.mark.parametrize("xs, scale", [
+    ([1, 2, 3, 4], "linear"),
+    ([16, 64, 256, 1024, 4096], "log"),                       # spans >= 20x
+    ([0.06, 0.07, 0.1, 0.2, 0.3, 0.4, 0.5], "log"),           # 0.06 / 0.07 overlap on a linear axis
+    ([0.0, 0.9, 0.99, 0.999, 0.9999], "category"),            # crowded on linear, log impossible (0)
+])
+def test_line_plot_axis_keeps_ticks_apart(xs, scale):
+    assert _auto_scale(xs) == scale

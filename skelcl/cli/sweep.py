@@ -42,7 +42,8 @@ def _sweep(args: argparse.Namespace) -> int:
                   f"threads {t.config['train']['threads']}]")
         return 0
     res = run_sweep(spec, out, args.overrides, root=args.root, jobs=args.jobs, seeds=seeds, folds=folds,
-                    limit_epochs=args.limit_epochs, table_only=args.table_only, progress=not args.quiet)
+                    limit_epochs=args.limit_epochs, table_only=args.table_only, progress=not args.quiet,
+                    from_csv=args.from_csv)
     print()
     print(res.table)
     print(f"\n{len(res.ran)} run(s) done now, {len(res.skipped)} already finished, {len(res.failed)} failed; "
@@ -72,6 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a cheap pass: E pretraining epochs (lr milestones scaled); use its own --out")
     p.add_argument("--dry-run", action="store_true", help="print the runs and their status; run nothing")
     p.add_argument("--table-only", action="store_true", help="rebuild table and figures from finished runs")
+    p.add_argument("--from-csv", default=None, metavar="CSV",
+                   help="run nothing: rebuild table and figures from a saved table.csv (e.g. docs/sweeps/*.csv); "
+                        "--folds/--seeds say what it covered")
     p.add_argument("--list", action="store_true", help="list the bundled sweep specs")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_sweep)
