@@ -137,17 +137,78 @@ def evaluate_model(model: torch.nn.Module, ds: SkeletonDataset, protocol: str, p
     return res
 
 
-def evaluate_checkpoint(path: str | Path, protocols: Sequence[str] = ("linear",), dataset: str | None = None,
-                        root: str | None = None, data_protocol: str | None = None,
-                        overrides: Sequence[str] = (), out_dir: str | Path | None = None,
-                        fractions: Sequence[float] = (0.01, 0.1, 0.5), progress: bool = True) -> dict[str, Any]:
-    """``skelcl evaluate``: load a run's checkpoint and evaluate it on (by default) its own data."""
+def check_input_shape(model: torch.nn.Module, ds: SkeletonDataset, where: str = "checkpoint") -> None:
+    """Refuse data whose frames do not have the encoder's M * V * C inputs, with both shapes named
+    (a checkpoint trained on 25-joint NTU cannot read 15-joint SBU)."""
+    enc = getattr(model, "encoder_q", model)
+    want = int(getattr(enc, "input_dim", 0))
+    m, v, c = ds.x.shape[2:]
+    if want and want != m * v * c:
+        raise ConfigError(f"{where}: the encoder takes {want} inputs per frame; {ds.name} gives M x V x C = "
+                          f"{m} x {v} x {c} = {m * v * c} (persons x joints x coords). Use data with the "
+                          "layout and data.preprocess.persons the encoder was trained with.")
+
+
+def _load_for(path: str | Path, dataset: str | None, root: str | None, data_protocol: str | None,
+              overrides: Sequence[str]) -> tuple[ContrastiveLearner, Config, SkeletonDataset, torch.device]:
+    """A checkpoint, its config with data overrides applied, the data it names, and the device."""
     learner, cfg = load_checkpoint(path)
     data = {k: v for k, v in (("dataset", dataset), ("root", root), ("protocol", data_protocol)) if v}
     cfg = config_from_dict(apply_overrides(merge(cfg.to_dict(), {"data": data}), overrides))
     device = resolve_device(cfg.train.device)
     apply_threads(cfg)
     ds = load_data(cfg)
+    check_input_shape(learner, ds, str(path))
+    return learner, cfg, ds, device
+
+
+def embed_checkpoint(path: str | Path, out_file: str | Path, dataset: str | None = None, root: str | None = None,
+                     data_protocol: str | None = None, overrides: Sequence[str] = (),
+                     progress: bool = True) -> dict[str, Any]:
+    """``skelcl embed``: the frozen encoder's action embedding of every sequence, saved as one .npz.
+
+    The representation and readout options are the run's ``probe`` settings (``--set
+    probe.representation=cae`` changes them), so the file holds exactly what the linear probe sees,
+    before its standardisation. The .npz (no pickles) has ``features`` (N, E) float32, ``labels``
+    (N,), ``lengths`` (N,), ``class_names``, each per-sample meta array as ``meta_<key>`` (name,
+    subject, view, ...), each protocol's ``<protocol>_train`` / ``<protocol>_test`` indices, and
+    ``info``, a JSON string (representation, dataset, checkpoint, config, git commit).
+
+    Returns that info dict, with ``features_shape`` and ``file``.
+    """
+    out = Path(out_file)
+    if out.suffix != ".npz":
+        raise ConfigError(f"--out {out}: embeddings are written as .npz; give a file name ending in .npz")
+    learner, cfg, ds, device = _load_for(path, dataset, root, data_protocol, overrides)
+    t0 = time.perf_counter()
+    probe = cfg.probe
+    feats = encode(learner.to(device), ds.x, ds.lengths, probe.representation, device=device, progress=progress,
+                   person_symmetric=probe.person_symmetric, both_directions=probe.both_directions)
+    info = {"representation": probe.representation, "person_symmetric": probe.person_symmetric,
+            "both_directions": probe.both_directions, "dataset": ds.name, "checkpoint": str(path),
+            "features_shape": list(feats.shape), "encode_seconds": time.perf_counter() - t0, **provenance(cfg)}
+    arrays: dict[str, np.ndarray] = {"features": feats.astype(np.float32), "labels": np.asarray(ds.labels),
+                                     "lengths": np.asarray(ds.lengths),
+                                     "class_names": np.asarray(ds.class_names, dtype=str)}
+    for k, v in ds.meta.items():
+        v = np.asarray(v)
+        arrays[f"meta_{k}"] = v.astype(str) if v.dtype == object else v
+    for name, (tr, te) in ds.protocols.items():
+        arrays[f"{name}_train"], arrays[f"{name}_test"] = np.asarray(tr), np.asarray(te)
+    arrays["info"] = np.asarray(json.dumps(_jsonable(info)))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(out)
+    return {**info, "file": str(out)}
+
+
+def evaluate_checkpoint(path: str | Path, protocols: Sequence[str] = ("linear",), dataset: str | None = None,
+                        root: str | None = None, data_protocol: str | None = None,
+                        overrides: Sequence[str] = (), out_dir: str | Path | None = None,
+                        fractions: Sequence[float] = (0.01, 0.1, 0.5), progress: bool = True) -> dict[str, Any]:
+    """``skelcl evaluate``: load a run's checkpoint and evaluate it on (by default) its own data."""
+    learner, cfg, ds, device = _load_for(path, dataset, root, data_protocol, overrides)
     out = Path(out_dir) if out_dir else (Path(path) if Path(path).is_dir() else Path(path).parent)
     out.mkdir(parents=True, exist_ok=True)
     res = evaluate_model(learner.to(device), ds, cfg.data.protocol, cfg.probe, protocols, fractions,
@@ -287,5 +348,5 @@ def demo(out_dir: str | Path = "runs/demo", overrides: Sequence[str] = (), progr
     return res
 
 
-__all__ = ["demo", "evaluate_checkpoint", "evaluate_ensemble", "evaluate_model", "run", "format_run_summary", "write_json",
+__all__ = ["demo", "embed_checkpoint", "check_input_shape", "evaluate_checkpoint", "evaluate_ensemble", "evaluate_model", "run", "format_run_summary", "write_json",
            "provenance", "random_encoder", "ContrastiveLearner"]

@@ -167,3 +167,43 @@ def test_reproduce_cell_has_every_row_whatever_the_config_readout(tmp_path):
     assert again["linear"]["top1"] == pytest.approx(res["top1"]["CAE"])  # the paper's forward-only TAP
     table = format_table("sbu", ["xsub"], {"xsub": [res]}, "ours")
     assert all(f"| {m} |" in table for m in METHODS)
+
+
+def test_embed_writes_the_probe_features_of_every_sequence(trained, tmp_path, capsys):
+    """skelcl embed: one .npz (no pickles) whose features are exactly what the probe encodes."""
+    from skelcl.probe import encode
+    from skelcl.train import load_checkpoint, load_data
+
+    out, _ = trained
+    f = tmp_path / "emb" / "feats.npz"
+    assert main(["embed", str(out), "--out", str(f), "--quiet", "--set", "probe.representation=cae_max"]) == 0
+    assert "cae_max" in capsys.readouterr().out
+    z = np.load(f, allow_pickle=False)
+    learner, cfg = load_checkpoint(out)
+    ds = load_data(cfg)
+    n = len(ds)
+    assert z["features"].shape == (n, 2 * 128) and z["features"].dtype == np.float32
+    np.testing.assert_allclose(z["features"], encode(learner, ds.x, ds.lengths, "cae_max"), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(z["labels"], ds.labels)
+    np.testing.assert_array_equal(z["lengths"], ds.lengths)
+    assert list(z["class_names"]) == list(ds.class_names) and list(z["meta_name"]) == list(ds.meta["name"])
+    for name, (tr, te) in ds.protocols.items():
+        np.testing.assert_array_equal(z[f"{name}_train"], tr)
+        np.testing.assert_array_equal(z[f"{name}_test"], te)
+    info = json.loads(str(z["info"]))
+    assert info["representation"] == "cae_max" and info["config"]["data"]["dataset"] == "synthetic"
+    assert info["features_shape"] == [n, 256]
+
+
+def test_embed_and_evaluate_refuse_data_of_another_shape(trained, tmp_path, capsys):
+    out, _ = trained
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 20, 1, 15, 3)).astype(np.float32)  # 15 joints: not the encoder's 25
+    np.savez(tmp_path / "other.npz", x=x, y=np.arange(12) % 3)
+    for cmd in (["embed", str(out), "--out", str(tmp_path / "e.npz")], ["evaluate", str(out), "--out", str(tmp_path)]):
+        assert main(cmd + ["--dataset", "npz", "--root", str(tmp_path / "other.npz"), "--split", "default"]) == 2
+        err = capsys.readouterr().err
+        assert "the encoder takes 150 inputs per frame" in err and "2 x 15 x 3 = 90" in err, err  # padded to the run's 2 persons
+    assert main(["embed", str(out), "--out", str(tmp_path / "e.csv")]) == 2
+    assert "ending in .npz" in capsys.readouterr().err
+    assert not (tmp_path / "e.npz").exists()

@@ -1,4 +1,4 @@
-"""CLI commands: ``evaluate``, ``run``, ``demo`` and ``reproduce``."""
+"""CLI commands: ``evaluate``, ``embed``, ``run``, ``demo`` and ``reproduce``."""
 
 from __future__ import annotations
 
@@ -52,6 +52,17 @@ def _evaluate(args: argparse.Namespace) -> int:
         rows.append([f"semi {float(frac) * 100:g}% labels: fine-tuned", r["step1"]["top1"], r["step1"]["top5"]])
         rows.append([f"semi {float(frac) * 100:g}% labels: + linear on all", r["step2"]["top1"], r["step2"]["top5"]])
     print(markdown_table([f"{res['dataset']} {res['protocol']} {res['representation']}", "top-1 %", "top-5 %"], rows))
+    return 0
+
+
+def _embed(args: argparse.Namespace) -> int:
+    from ..experiment import embed_checkpoint
+
+    info = embed_checkpoint(args.checkpoint, args.out, dataset=args.dataset, root=args.root,
+                            data_protocol=args.split, overrides=args.overrides, progress=not args.quiet)
+    n, e = info["features_shape"]
+    print(f"{n} sequences of {info['dataset']} -> {e}-dim {info['representation']} embeddings in {info['file']} "
+          f"({info['encode_seconds']:.1f} s)")
     return 0
 
 
@@ -114,6 +125,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="where results.json goes (default: the run folder)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("embed", help="write a checkpoint's action embedding of every sequence to an .npz",
+                       description="The frozen encoder's fixed-length embedding of every sequence of a dataset "
+                                   "(the run's own by default), as the linear probe sees it (probe.representation), "
+                                   "with labels, lengths, meta and split indices, in one .npz (no pickles).")
+    p.add_argument("checkpoint", help="run folder or checkpoint.pt")
+    p.add_argument("--out", required=True, help="the .npz file to write")
+    p.add_argument("--dataset", default=None, help="dataset format (default: the run's own)")
+    p.add_argument("--root", default=None, help="dataset folder or file (default: the run's own)")
+    p.add_argument("--split", default=None, help="data protocol (default: the run's; every split's indices are saved)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override e.g. probe.representation=cae or data.options.layout=...")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_embed)
 
     p = sub.add_parser("run", help="pretrain + linear evaluation in one go, one results.json")
     add_config_args(p)
