@@ -84,11 +84,35 @@ def _strip(res: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in res.items() if k not in ("pred", "scores", "classifier", "neighbors")}
 
 
+def labelled_split(ds: SkeletonDataset, protocol: str) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """(train, test, skipped) indices of a protocol's split with the unlabelled samples (label -1)
+    left out, and how many were left out of each side.
+
+    Pretraining may use unlabelled sequences (``data.protocol: all``, or label -1 in a split);
+    evaluation needs labels on both sides. Raises ConfigError, saying what is missing, where there
+    is no split or no labelled sequence on a side.
+    """
+    if protocol == "all" or protocol not in ds.protocols:
+        known = ", ".join(ds.protocols) or "none"
+        raise ConfigError(f"evaluation needs a labelled train/test split; dataset {ds.name!r} has no protocol "
+                          f"{protocol!r} (known: {known}). `skelcl embed` writes the embeddings without one; "
+                          "an npz file gives its split as train_idx / test_idx.")
+    tr, te = ds.split(protocol)
+    labels = np.asarray(ds.labels)
+    keep = {side: idx[labels[idx] >= 0] for side, idx in (("train", tr), ("test", te))}
+    skipped = {side: int(len(idx) - len(keep[side])) for side, idx in (("train", tr), ("test", te))}
+    for side, idx in keep.items():
+        if len(idx) == 0:
+            raise ConfigError(f"evaluation needs labels: the {side} split of {ds.name!r} {protocol} has no labelled "
+                              f"sequence ({skipped[side]} with label -1, unknown)")
+    return keep["train"], keep["test"], skipped
+
+
 def split_features(model: torch.nn.Module, ds: SkeletonDataset, protocol: str, probe: ProbeConfig,
                    device: torch.device | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Frozen features (the probe's representation and readout options) of a protocol's train and
-    test splits: (f_train, y_train, f_test, y_test)."""
-    tr, te = ds.split(protocol)
+    test splits, labelled sequences only: (f_train, y_train, f_test, y_test)."""
+    tr, te, _ = labelled_split(ds, protocol)
     f_tr, f_te = (encode(model, ds.x, ds.lengths, probe.representation, device=device, index=idx,
                          person_symmetric=probe.person_symmetric, both_directions=probe.both_directions)
                   for idx in (tr, te))
@@ -104,6 +128,9 @@ def evaluate_model(model: torch.nn.Module, ds: SkeletonDataset, protocol: str, p
         if p not in PROTOCOLS:
             raise ConfigError(f"unknown evaluation protocol {p!r}; known: {', '.join(PROTOCOLS)}")
     res: dict[str, Any] = {"dataset": ds.name, "protocol": protocol, "representation": probe.representation}
+    _, _, skipped = labelled_split(ds, protocol)
+    if any(skipped.values()):
+        res["unlabelled_skipped"] = skipped  # label -1: pretraining may use them, the probes cannot
     t0 = time.perf_counter()
     needs_feats = any(p in ("linear", "knn") for p in protocols)
     if needs_feats:
@@ -126,7 +153,7 @@ def evaluate_model(model: torch.nn.Module, ds: SkeletonDataset, protocol: str, p
     if "knn" in protocols:
         res["knn"] = _strip(knn_eval(f_tr, y_tr, f_te, y_te, k=probe.knn_k, num_classes=ds.num_classes))
     if "semi" in protocols:
-        tr, te = ds.split(protocol)
+        tr, te, _ = labelled_split(ds, protocol)
         res["semi"] = {}
         for frac in fractions:
             r = semi_supervised_eval(model, ds.x, ds.lengths, ds.labels, tr, te, frac, cfg=probe,
@@ -283,6 +310,9 @@ def run(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool =
     """``skelcl run``: pretrain, then evaluate; with ``baselines`` the random encoder and raw input too."""
     out = Path(out_dir)
     t0 = time.perf_counter()
+    if protocols:  # an evaluation that cannot run should fail before the pretraining, not after
+        dataset = dataset if dataset is not None else load_data(cfg)
+        labelled_split(dataset, cfg.data.protocol)
     pre = pretrain(cfg, out, resume=resume and (out / "checkpoint.pt").exists(), progress=progress,
                    dataset=dataset)
     cfg = pre.config
@@ -300,7 +330,7 @@ def run(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool =
         rnd_probe = replace(cfg.probe, representation={"cae+": "cae", "k": "cae", "last_k": "last_q"}.get(rep, rep))
         rnd = evaluate_model(random_encoder(cfg, input_dim, int(ds.x.shape[2])), ds, cfg.data.protocol, rnd_probe, ("linear",),
                              device=device)
-        tr, te = ds.split(cfg.data.protocol)
+        tr, te, _ = labelled_split(ds, cfg.data.protocol)
         raw = logistic_baseline(ds.x[tr].reshape(len(tr), -1), ds.labels[tr], ds.x[te].reshape(len(te), -1),
                                 ds.labels[te], seed=cfg.train.seed)
         res["baselines"] = {"random_encoder": {"linear": rnd["linear"]},
@@ -338,7 +368,12 @@ def format_run_summary(res: dict[str, Any]) -> str:
     if "raw_input_logistic" in b:
         r = b["raw_input_logistic"]
         rows.append(["raw coordinates (logistic regression)", r["top1"], r.get("top5", float("nan"))])
-    return markdown_table(["representation", "top-1 %", "top-5 %"], rows)
+    table = markdown_table(["representation", "top-1 %", "top-5 %"], rows)
+    skipped = res.get("unlabelled_skipped")
+    if skipped:
+        table += (f"\n\n{skipped['train']} training and {skipped['test']} test sequences are unlabelled (-1): "
+                  "left out of the probes (pretraining used them where its split holds them).")
+    return table
 
 
 def demo(out_dir: str | Path = "runs/demo", overrides: Sequence[str] = (), progress: bool = True) -> dict[str, Any]:
@@ -348,5 +383,5 @@ def demo(out_dir: str | Path = "runs/demo", overrides: Sequence[str] = (), progr
     return res
 
 
-__all__ = ["demo", "embed_checkpoint", "check_input_shape", "evaluate_checkpoint", "evaluate_ensemble", "evaluate_model", "run", "format_run_summary", "write_json",
+__all__ = ["demo", "embed_checkpoint", "check_input_shape", "labelled_split", "evaluate_checkpoint", "evaluate_ensemble", "evaluate_model", "run", "format_run_summary", "write_json",
            "provenance", "random_encoder", "ContrastiveLearner"]

@@ -134,7 +134,8 @@ class SkeletonDataset:
             return self.protocols[protocol]
         except KeyError:
             known = ", ".join(self.protocols) or "none"
-            raise ConfigError(f"dataset {self.name!r} has no protocol {protocol!r}; known: {known}") from None
+            hint = "" if protocol == "all" else " (data.protocol=all pretrains on every sequence, no split needed)"
+            raise ConfigError(f"dataset {self.name!r} has no protocol {protocol!r}; known: {known}{hint}") from None
 
     def subset(self, idx: np.ndarray) -> "SkeletonDataset":
         """A new dataset with the given samples (protocols are dropped: indices would not match)."""

@@ -362,7 +362,8 @@ def partner_table(ds: SkeletonDataset, rows: np.ndarray) -> tuple[torch.Tensor, 
     """
     if "instance" not in ds.meta:
         raise ConfigError(f"contrast.cross_view needs a multi-view dataset whose samples name their "
-                          f"performance (meta 'instance': nucla, ntu60, ntu120); {ds.name!r} has none")
+                          f"performance (meta 'instance': nucla, ntu60, ntu120); {ds.name!r} has none "
+                          "(--set contrast.cross_view=0 for single-sequence positives)")
     inst = np.asarray(ds.meta["instance"])[rows]
     groups: dict[str, list[int]] = {}
     for pos, key in enumerate(inst.tolist()):

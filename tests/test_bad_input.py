@@ -247,8 +247,8 @@ def _x(n: int = 4, v: int = 25, seed: int = 0) -> np.ndarray:
 
 def test_npz_missing_keys_and_counts(tmp_path: Path) -> None:
     f = tmp_path / "a.npz"
-    np.savez(f, x=_x())
-    _raises("npz", f, str(f), "missing array 'y'")
+    np.savez(f, x=_x())  # no y: unlabelled (-1), not an error (tests/test_byo.py)
+    assert (load_dataset("npz", root=str(f)).labels == -1).all()
     np.savez(f, y=np.zeros(4, int))
     _raises("npz", f, str(f), "missing array 'x'")
     np.savez(f, x=_x(), y=np.zeros(3, int))

@@ -259,3 +259,55 @@ def test_unknown_option_is_rejected(tmp_path: Path, data) -> None:
     np.savez(tmp_path / "a.npz", x=x, y=labels)
     with pytest.raises(ConfigError, match="only the option 'layout'"):
         load_dataset("npz", root=str(tmp_path / "a.npz"), joints=25)
+
+
+# --- unlabelled and partly labelled npz: pretrain on everything, probe on the labelled ---------------------------
+TINY = ["data.dataset=npz", "data.preprocess.frames=16", "data.preprocess.persons=2", "model.hidden=16",
+        "contrast.queue_size=8", "optim.epochs=2", "optim.milestones=[1]", "optim.batch_size=4",
+        "probe.epochs=3", "probe.milestones=[2]", "probe.knn_k=3", "train.tensorboard=false", "train.device=cpu"]
+
+
+def test_npz_without_labels_pretrains_and_embeds_but_cannot_be_probed(tmp_path: Path, data, capsys) -> None:
+    x, lengths, _ = data
+    np.savez(tmp_path / "u.npz", x=x, lengths=lengths)  # no y, no split
+    ds = load_dataset("npz", root=str(tmp_path / "u.npz"))
+    assert (ds.labels == -1).all() and ds.protocols == {}
+    base = ["synthetic", "--set", f"data.root={tmp_path / 'u.npz'}"] + [a for s in TINY for a in ("--set", s)]
+    # no split: the error says how to pretrain on every sequence
+    assert main(["pretrain", *base, "--set", "data.protocol=default", "--out", str(tmp_path / "r0"), "--quiet"]) == 2
+    assert "data.protocol=all" in capsys.readouterr().err
+    assert main(["pretrain", *base, "--set", "data.protocol=all", "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    assert main(["embed", str(tmp_path / "r"), "--out", str(tmp_path / "e.npz"), "--quiet"]) == 0
+    z = np.load(tmp_path / "e.npz")
+    assert z["features"].shape == (N, 16) and (z["labels"] == -1).all()
+    # run = pretrain + probes: refused before any pretraining is spent
+    assert main(["run", *base, "--set", "data.protocol=all", "--out", str(tmp_path / "r2"), "--quiet"]) == 2
+    assert "evaluation needs a labelled train/test split" in capsys.readouterr().err
+    assert not (tmp_path / "r2" / "checkpoint.pt").exists()
+
+
+def test_partly_labelled_npz_probes_only_the_labelled(tmp_path: Path, data, capsys) -> None:
+    from skelcl.experiment import labelled_split
+
+    x, lengths, labels = data
+    y = labels.copy()
+    y[[1, 6, 9]] = -1  # 6 of the 8 training and 3 of the 4 test sequences keep their label
+    idx = np.arange(N)
+    np.savez(tmp_path / "p.npz", x=x, lengths=lengths, y=y, train_idx=idx[:N_TRAIN], test_idx=idx[N_TRAIN:])
+    ds = load_dataset("npz", root=str(tmp_path / "p.npz"))
+    tr, te, skipped = labelled_split(ds, "default")
+    assert skipped == {"train": 2, "test": 1} and list(tr) == [0, 2, 3, 4, 5, 7] and list(te) == [8, 10, 11]
+    base = ["synthetic", "--set", f"data.root={tmp_path / 'p.npz'}", "--set", "data.protocol=default"] + \
+        [a for s in TINY for a in ("--set", s)]
+    assert main(["run", *base, "--out", str(tmp_path / "r")]) == 0
+    assert "2 training and 1 test sequences are unlabelled" in capsys.readouterr().out
+    import json
+    res = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert res["unlabelled_skipped"] == {"train": 2, "test": 1}
+    assert res["linear"]["num_test"] == 3 and np.array(res["linear"]["confusion"]).sum() == 3
+    # a test side with no label at all is a clear error
+    y2 = y.copy()
+    y2[N_TRAIN:] = -1
+    np.savez(tmp_path / "q.npz", x=x, lengths=lengths, y=y2, train_idx=idx[:N_TRAIN], test_idx=idx[N_TRAIN:])
+    with pytest.raises(ConfigError, match="test split .* has no labelled sequence"):
+        labelled_split(load_dataset("npz", root=str(tmp_path / "q.npz")), "default")

@@ -14,7 +14,9 @@ Formats (each registered under its own name):
   (``xsub_train`` / ``xsub_val`` -> ``xsub``; plain ``train`` / ``val`` -> ``default``).
 * ``npz`` — a plain ``.npz``: ``x`` (N, T, M, V, C) (or (N, T, V, C) for one person), ``y`` (N,),
   optional ``lengths``, ``subject``, ``view``, ``names``, ``class_names``; ``train_idx`` and
-  ``test_idx`` give protocol ``default``.
+  ``test_idx`` give protocol ``default``. Without ``y`` (or where it is -1) a sequence is
+  unlabelled: pretraining (``data.protocol: all`` without a split) and ``skelcl embed`` use it,
+  the probes leave it out.
 
 Every format takes the option ``layout`` (see :func:`parse_layout`); without it the layout is
 inferred from the joint count (25 -> ntu25, 20 -> kinect20, 15 -> sbu15). Where lengths are not in
@@ -547,8 +549,8 @@ def read_pyskl(root: str | Path, pre: Preprocess, *, skip_bad: bool = False, **o
 
 @register_format(
     "npz",
-    "plain .npz: x (N, T, M, V, C), y (N,), optional lengths, subject, view, names, class_names, "
-    "train_idx/test_idx (protocol default)",
+    "plain .npz: x (N, T, M, V, C), optional y (N,) (-1 or absent: unlabelled), lengths, subject, view, names, "
+    "class_names, train_idx/test_idx (protocol default)",
     protocols=("default",), default_pre=_DEFAULT_PRE, options=_OPTIONS,
 )
 def read_npz(root: str | Path, pre: Preprocess, *, skip_bad: bool = False, **options: Any) -> SkeletonDataset:
@@ -564,7 +566,8 @@ def read_npz(root: str | Path, pre: Preprocess, *, skip_bad: bool = False, **opt
     if len(shape) not in (4, 5):
         raise DataFormatError(path, f"x has shape {shape}; expected (N, T, M, V, C) or (N, T, V, C)")
     n = shape[0]
-    labels = _labels(path, _npz_get(path, z, "y"), n, "y")
+    # no y: unlabelled sequences (label -1), for pretraining and embedding only
+    labels = _labels(path, _npz_get(path, z, "y"), n, "y") if "y" in z.files else np.full(n, -1, np.int64)
     lengths = None
     if "lengths" in z.files:
         lengths = _npz_get(path, z, "lengths")
