@@ -191,7 +191,7 @@ def _load_for(path: str | Path, dataset: str | None, root: str | None, data_prot
 
 def embed_checkpoint(path: str | Path, out_file: str | Path, dataset: str | None = None, root: str | None = None,
                      data_protocol: str | None = None, overrides: Sequence[str] = (),
-                     progress: bool = True) -> dict[str, Any]:
+                     progress: bool = True, tsne: str | Path | None = None) -> dict[str, Any]:
     """``skelcl embed``: the frozen encoder's action embedding of every sequence, saved as one .npz.
 
     The representation and readout options are the run's ``probe`` settings (``--set
@@ -201,7 +201,8 @@ def embed_checkpoint(path: str | Path, out_file: str | Path, dataset: str | None
     subject, view, ...), each protocol's ``<protocol>_train`` / ``<protocol>_test`` indices, and
     ``info``, a JSON string (representation, dataset, checkpoint, config, git commit).
 
-    Returns that info dict, with ``features_shape`` and ``file``.
+    ``tsne``: also draw a t-SNE of every embedding to this PNG, coloured by class (unlabelled grey).
+    Returns that info dict, with ``features_shape`` and ``file`` (and ``tsne``).
     """
     out = Path(out_file)
     if out.suffix != ".npz":
@@ -227,7 +228,12 @@ def embed_checkpoint(path: str | Path, out_file: str | Path, dataset: str | None
     tmp = out.with_name(out.name + ".tmp.npz")
     np.savez(tmp, **arrays)
     tmp.replace(out)
-    return {**info, "file": str(out)}
+    done = {**info, "file": str(out)}
+    if tsne is not None:
+        done["tsne"] = str(plot_tsne(feats, np.asarray(ds.labels), tsne, ds.class_names,
+                                     title=f"t-SNE of {probe.representation.upper()} embeddings ({ds.name}, "
+                                           f"{len(feats)} sequences)"))
+    return done
 
 
 def evaluate_checkpoint(path: str | Path, protocols: Sequence[str] = ("linear",), dataset: str | None = None,

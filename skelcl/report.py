@@ -40,7 +40,7 @@ def plot_loss_curve(epochs: Sequence[float], losses: Sequence[float], path: str 
 
 def plot_tsne(features: np.ndarray, labels: np.ndarray, path: str | Path, class_names: Sequence[str] | None = None,
               title: str = "t-SNE of features", seed: int = 0, max_points: int = 3000) -> Path:
-    """2-D t-SNE (scikit-learn) of (N, E) features coloured by class."""
+    """2-D t-SNE (scikit-learn) of (N, E) features coloured by class; label -1 (unlabelled) is grey."""
     from sklearn.manifold import TSNE
 
     plt = _plt()
@@ -56,8 +56,12 @@ def plot_tsne(features: np.ndarray, labels: np.ndarray, path: str | Path, class_
     cmap = plt.get_cmap("tab20" if len(classes) > 10 else "tab10")
     for i, c in enumerate(classes):
         m = labels == c
+        if c < 0:
+            ax.scatter(emb[m, 0], emb[m, 1], s=6, color="0.75", label="unlabelled", zorder=0)
+            continue
         name = class_names[c] if class_names is not None and c < len(class_names) else str(c)
-        ax.scatter(emb[m, 0], emb[m, 1], s=10, color=cmap(i % cmap.N), label=name)
+        k = i - int(classes[0] < 0)  # a class keeps its colour whether or not unlabelled points are drawn
+        ax.scatter(emb[m, 0], emb[m, 1], s=10, color=cmap(k % cmap.N), label=name)
     if len(classes) <= 20:
         ax.legend(fontsize=7, markerscale=1.5, loc="best", ncol=2 if len(classes) > 10 else 1)
     ax.set_title(title)

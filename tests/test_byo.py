@@ -277,7 +277,9 @@ def test_npz_without_labels_pretrains_and_embeds_but_cannot_be_probed(tmp_path: 
     assert main(["pretrain", *base, "--set", "data.protocol=default", "--out", str(tmp_path / "r0"), "--quiet"]) == 2
     assert "data.protocol=all" in capsys.readouterr().err
     assert main(["pretrain", *base, "--set", "data.protocol=all", "--out", str(tmp_path / "r"), "--quiet"]) == 0
-    assert main(["embed", str(tmp_path / "r"), "--out", str(tmp_path / "e.npz"), "--quiet"]) == 0
+    assert main(["embed", str(tmp_path / "r"), "--out", str(tmp_path / "e.npz"), "--quiet",
+                 "--tsne", str(tmp_path / "t.png")]) == 0
+    assert (tmp_path / "t.png").stat().st_size > 0  # every point grey ("unlabelled")
     z = np.load(tmp_path / "e.npz")
     assert z["features"].shape == (N, 16) and (z["labels"] == -1).all()
     # run = pretrain + probes: refused before any pretraining is spent

@@ -59,10 +59,11 @@ def _embed(args: argparse.Namespace) -> int:
     from ..experiment import embed_checkpoint
 
     info = embed_checkpoint(args.checkpoint, args.out, dataset=args.dataset, root=args.root,
-                            data_protocol=args.split, overrides=args.overrides, progress=not args.quiet)
+                            data_protocol=args.split, overrides=args.overrides, progress=not args.quiet,
+                            tsne=args.tsne)
     n, e = info["features_shape"]
     print(f"{n} sequences of {info['dataset']} -> {e}-dim {info['representation']} embeddings in {info['file']} "
-          f"({info['encode_seconds']:.1f} s)")
+          f"({info['encode_seconds']:.1f} s)" + (f"; t-SNE in {info['tsne']}" if "tsne" in info else ""))
     return 0
 
 
@@ -132,6 +133,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "with labels, lengths, meta and split indices, in one .npz (no pickles).")
     p.add_argument("checkpoint", help="run folder or checkpoint.pt")
     p.add_argument("--out", required=True, help="the .npz file to write")
+    p.add_argument("--tsne", default=None, metavar="PNG", help="also draw a t-SNE of the embeddings (by class; "
+                                                               "unlabelled grey)")
     p.add_argument("--dataset", default=None, help="dataset format (default: the run's own)")
     p.add_argument("--root", default=None, help="dataset folder or file (default: the run's own)")
     p.add_argument("--split", default=None, help="data protocol (default: the run's; every split's indices are saved)")
