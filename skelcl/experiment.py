@@ -334,12 +334,13 @@ def run(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool =
         # a bare encoder has no key encoder: key readouts fall back to their query counterparts
         rep = cfg.probe.representation
         rnd_probe = replace(cfg.probe, representation={"cae+": "cae", "k": "cae", "last_k": "last_q"}.get(rep, rep))
-        rnd = evaluate_model(random_encoder(cfg, input_dim, int(ds.x.shape[2])), ds, cfg.data.protocol, rnd_probe, ("linear",),
-                             device=device)
+        rnd_protocols = ("linear", "knn") if "knn" in protocols else ("linear",)
+        rnd = evaluate_model(random_encoder(cfg, input_dim, int(ds.x.shape[2])), ds, cfg.data.protocol, rnd_probe,
+                             rnd_protocols, device=device)
         tr, te, _ = labelled_split(ds, cfg.data.protocol)
         raw = logistic_baseline(ds.x[tr].reshape(len(tr), -1), ds.labels[tr], ds.x[te].reshape(len(te), -1),
                                 ds.labels[te], seed=cfg.train.seed)
-        res["baselines"] = {"random_encoder": {"linear": rnd["linear"]},
+        res["baselines"] = {"random_encoder": {p: rnd[p] for p in rnd_protocols},
                             "raw_input_logistic": _strip(raw)}
     res["seconds"] = time.perf_counter() - t0
     res.update(provenance(cfg))
@@ -371,6 +372,9 @@ def format_run_summary(res: dict[str, Any]) -> str:
     if "random_encoder" in b:
         r = b["random_encoder"]["linear"]
         rows.append(["random encoder (linear probe)", r["top1"], r["top5"]])
+        if "knn" in b["random_encoder"]:
+            r = b["random_encoder"]["knn"]
+            rows.append([f"random encoder (kNN, k={r.get('k', '')})", r["top1"], r.get("top5", float("nan"))])
     if "raw_input_logistic" in b:
         r = b["raw_input_logistic"]
         rows.append(["raw coordinates (logistic regression)", r["top1"], r.get("top5", float("nan"))])
