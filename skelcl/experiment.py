@@ -277,6 +277,7 @@ def evaluate_ensemble(paths: Sequence[str | Path], out_dir: str | Path | None = 
         if key not in datasets:
             datasets[key] = load_data(cfg)
         ds = datasets[key]
+        check_input_shape(learner, ds, str(path))
         device = resolve_device(cfg.train.device)
         apply_threads(cfg)
         f_tr, y_tr, f_te, y_te = split_features(learner.to(device), ds, cfg.data.protocol, cfg.probe, device)
