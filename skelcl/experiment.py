@@ -128,7 +128,7 @@ def evaluate_model(model: torch.nn.Module, ds: SkeletonDataset, protocol: str, p
         if p not in PROTOCOLS:
             raise ConfigError(f"unknown evaluation protocol {p!r}; known: {', '.join(PROTOCOLS)}")
     res: dict[str, Any] = {"dataset": ds.name, "protocol": protocol, "representation": probe.representation}
-    _, _, skipped = labelled_split(ds, protocol)
+    tr, te, skipped = labelled_split(ds, protocol)
     if any(skipped.values()):
         res["unlabelled_skipped"] = skipped  # label -1: pretraining may use them, the probes cannot
     t0 = time.perf_counter()
@@ -153,7 +153,6 @@ def evaluate_model(model: torch.nn.Module, ds: SkeletonDataset, protocol: str, p
     if "knn" in protocols:
         res["knn"] = _strip(knn_eval(f_tr, y_tr, f_te, y_te, k=probe.knn_k, num_classes=ds.num_classes))
     if "semi" in protocols:
-        tr, te, _ = labelled_split(ds, protocol)
         res["semi"] = {}
         for frac in fractions:
             r = semi_supervised_eval(model, ds.x, ds.lengths, ds.labels, tr, te, frac, cfg=probe,

@@ -653,15 +653,15 @@ def run_sweep(spec: SweepSpec | str | Path | dict[str, Any], out_dir: str | Path
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     tasks = build_tasks(sp, out, overrides, root=root, seeds=seeds, folds=folds, limit_epochs=limit_epochs,
                         jobs=jobs)
-    if from_csv is None:
-        check_finished(tasks)
     t0 = time.perf_counter()
-    todo = [t for t in tasks if read_results(t) is None]
-    skipped = [t for t in tasks if t not in todo]
+    todo: list[Task] = []
+    skipped: list[Task] = []
+    if from_csv is None:  # from a CSV nothing runs, so no run folder is read
+        check_finished(tasks)
+        todo = [t for t in tasks if read_results(t) is None]
+        skipped = [t for t in tasks if t not in todo]
     failed: dict[str, str] = {}
     ran: list[Task] = []
-    if from_csv is not None:
-        todo, skipped = [], []
     if not table_only and todo:
         out.mkdir(parents=True, exist_ok=True)
         if sp.path is not None:
@@ -881,6 +881,9 @@ def rows_from_csv(spec: SweepSpec, path: str | Path) -> list[dict[str, Any]]:
     def num(text: str | None) -> float:
         return float(text) if text not in (None, "") else math.nan
 
+    def count(line: dict[str, str], key: str, default: int) -> int:
+        return int(float(line[key])) if line.get(key) else default
+
     rows = []
     for line in table:
         pi = slugs.get(line["slug"])
@@ -893,10 +896,10 @@ def rows_from_csv(spec: SweepSpec, path: str | Path) -> list[dict[str, Any]]:
             if rep not in reps:
                 raise ConfigError(f"--from-csv: {p}: representation {rep!r} is not in spec {spec.name}")
             values[REPRESENTATION_AXIS] = rep
-        runs = int(num(line.get("runs")) if line.get("runs") else 0)
+        runs = count(line, "runs", 0)
         row: dict[str, Any] = {"point_index": pi, "slug": line["slug"], "values": values, "runs": runs,
-                               "expected": int(num(line.get("expected_runs")) if line.get("expected_runs") else runs),
-                               "diverged": int(num(line.get("diverged_runs")) if line.get("diverged_runs") else 0),
+                               "expected": count(line, "expected_runs", runs),
+                               "diverged": count(line, "diverged_runs", 0),
                                "curves": [], "seconds_total": num(line.get("seconds_total"))}
         for m in ("top1", "top5", "knn_top1", "random_top1", "final_loss", "seconds"):
             row[m] = (num(line.get(f"{m}_mean")), num(line.get(f"{m}_std")), runs)
