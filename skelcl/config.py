@@ -95,6 +95,14 @@ class ContrastConfig:
     mine_k: from epoch ``mine_after`` on, each query also counts the ``mine_k`` queue keys most
         similar to its key (momentum encoder, no labels) as positives (nearest-neighbour mining,
         CrosSCLR / AimCLR); 0 (default) is plain InfoNCE. ``queue`` paradigm only.
+    symmetric: also contrast the other way round (the key view through the query encoder against
+        the query view through the key encoder) and average the two losses (MoCo v3's symmetrised
+        loss); about twice the cost of a step. The queue still takes one key per sample.
+        ``queue`` paradigm only.
+    cross_view_both: with ``cross_view`` > 0, contrast every query with two positives instead of one
+        drawn at random: its own second view and another camera's recording of the performance (two
+        InfoNCE terms, averaged; the queue takes the own-view key). Samples without a partner use a
+        second augmentation of their own sequence. ``queue`` paradigm only.
     """
 
     paradigm: str = "queue"
@@ -111,6 +119,8 @@ class ContrastConfig:
     exclude_group: bool = False
     mine_k: int = 0
     mine_after: int = 0
+    symmetric: bool = False
+    cross_view_both: bool = False
 
 
 @dataclass

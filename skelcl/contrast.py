@@ -179,8 +179,10 @@ class ContrastiveLearner(nn.Module):
         if cfg.mine_k < 0 or cfg.mine_after < 0:
             raise SettingError(f"contrast.mine_k and contrast.mine_after must be >= 0, got {cfg.mine_k}, "
                                f"{cfg.mine_after}")
-        if cfg.paradigm != "queue" and (cfg.exclude_group or cfg.mine_k):
-            raise SettingError("contrast.exclude_group and contrast.mine_k need paradigm queue")
+        if cfg.paradigm != "queue" and (cfg.exclude_group or cfg.mine_k or cfg.symmetric
+                                        or cfg.cross_view_both):
+            raise SettingError("contrast.exclude_group, contrast.mine_k, contrast.symmetric and "
+                               "contrast.cross_view_both need paradigm queue")
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -216,31 +218,42 @@ class ContrastiveLearner(nn.Module):
 
     def forward(self, xq: torch.Tensor, xk: torch.Tensor, lengths: torch.Tensor,
                 index: torch.Tensor | None = None, lengths_k: torch.Tensor | None = None,
-                groups: torch.Tensor | None = None) -> torch.Tensor:
+                groups: torch.Tensor | None = None, xk2: torch.Tensor | None = None,
+                lengths_k2: torch.Tensor | None = None) -> torch.Tensor:
         """InfoNCE of queries xq against keys xk, both (N, T, M, V, C); ``lengths`` (N,) are the
         queries' valid frames and ``lengths_k`` the keys' (default: the same, as for two
         augmentations of one sample; they differ when the key is another camera's recording).
-        ``groups`` (N,) int64: the samples' performance ids, needed by ``contrast.exclude_group``."""
+        ``groups`` (N,) int64: the samples' performance ids, needed by ``contrast.exclude_group``.
+        ``xk2`` (N, T, M, V, C), ``lengths_k2`` (N,): a second positive view of each sample
+        (``contrast.cross_view_both``); its InfoNCE term is averaged with the first one's."""
         cfg = self.cfg
         lengths_k = lengths if lengths_k is None else lengths_k
-        q = self._embed(self.encoder_q, self.head_q, xq, lengths)  # (N, D)
         if cfg.paradigm == "queue":
             assert self.encoder_k is not None and self.head_k is not None and self.queue is not None
-            exclude = positives = None
+            views = [(xq, lengths), (xk, lengths_k)]
+            if xk2 is not None:
+                views.append((xk2, lengths if lengths_k2 is None else lengths_k2))
+            pairs = [(0, j) for j in range(1, len(views))]  # (query view, key view)
+            if cfg.symmetric:
+                pairs += [(j, 0) for j in range(1, len(views))]
+            exclude = None
             with torch.no_grad():
                 self.momentum_update()
-                k = self._embed(self.encoder_k, self.head_k, xk, lengths_k)
+                keys = {j: self._embed(self.encoder_k, self.head_k, *views[j]) for j in {b for _, b in pairs}}
                 negatives = self.queue.keys.clone().detach()
                 if self.queue.groups is not None:
                     if groups is None:
                         raise ValueError("contrast.exclude_group needs the samples' group ids")
-                    groups = groups.to(q.device)
+                    groups = groups.to(xq.device)
                     exclude = groups[:, None] == self.queue.groups[None, :]
-                if self.mining:
-                    positives = mine_positives(k, negatives, cfg.mine_k, exclude)
-            loss = info_nce(q, k, negatives, cfg.temperature, exclude=exclude, positives=positives)
-            self.queue.enqueue(_gather_all(k), _gather_all(groups) if exclude is not None else None)
+                positives = {j: mine_positives(k, negatives, cfg.mine_k, exclude) if self.mining else None
+                             for j, k in keys.items()}
+            queries = {i: self._embed(self.encoder_q, self.head_q, *views[i]) for i in {a for a, _ in pairs}}
+            loss = torch.stack([info_nce(queries[a], keys[b], negatives, cfg.temperature, exclude=exclude,
+                                         positives=positives[b]) for a, b in pairs]).mean()
+            self.queue.enqueue(_gather_all(keys[1]), _gather_all(groups) if exclude is not None else None)
             return loss
+        q = self._embed(self.encoder_q, self.head_q, xq, lengths)  # (N, D)
         if cfg.paradigm == "end_to_end":
             k = self._embed(self.encoder_q, self.head_q, xk, lengths_k)
             return info_nce(q, k, None, cfg.temperature, in_batch=True)

@@ -462,6 +462,9 @@ class Pretrainer:
             raise ConfigError(f"contrast.cross_view is a probability in [0, 1], got {self.cross_view}")
         if self.cross_view and cfg.contrast.paradigm == "memory_bank":
             raise ConfigError("contrast.cross_view needs explicit keys: use paradigm queue or end_to_end")
+        if cfg.contrast.cross_view_both and not self.cross_view:
+            raise ConfigError("contrast.cross_view_both needs contrast.cross_view > 0 (the other camera's "
+                              "recordings are its second positive)")
         self.partners = partner_table(ds, idx_train) if self.cross_view else None
         self.groups = group_ids(ds, idx_train).to(device) if cfg.contrast.exclude_group else None
         self.opt, self.sched = build_optimizer(cfg, self.learner)
@@ -516,13 +519,17 @@ class Pretrainer:
         """One SGD step on training positions ``sel`` (B,); returns the loss averaged over all ranks."""
         xb, lb, sel_d = self.data.get(sel)
         xkb, lkb = xb, lb
+        both = self.cfg.contrast.cross_view_both
         if self.partners is not None:
-            xkb, lkb, _ = self.data.get(self.key_positions(sel))
+            xpb, lpb, _ = self.data.get(self.key_positions(sel, 1.0 if both else self.cross_view))
+            if not both:
+                xkb, lkb = xpb, lpb
         with self.autocast:
             xq = self.augment(xb, lb, self.aug_gen)
             xk = self.augment(xkb, lkb, self.aug_gen)
+            extra = {"xk2": self.augment(xpb, lpb, self.aug_gen), "lengths_k2": lpb} if both else {}
             groups = self.groups[sel_d] if self.groups is not None else None
-            loss = self.model(xq, xk, lb, index=sel_d, lengths_k=lkb, groups=groups)
+            loss = self.model(xq, xk, lb, index=sel_d, lengths_k=lkb, groups=groups, **extra)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -534,15 +541,15 @@ class Pretrainer:
             loss = loss / self.dist.world
         return loss
 
-    def key_positions(self, sel: torch.Tensor) -> torch.Tensor:
-        """(B,) training positions of the keys: with probability ``cross_view`` a random other
+    def key_positions(self, sel: torch.Tensor, prob: float) -> torch.Tensor:
+        """(B,) training positions of the keys: with probability ``prob`` a random other
         camera's recording of the same performance, else the query's own sequence."""
         assert self.partners is not None
         table, counts = self.partners
         cnt = counts[sel]
         pick = (torch.rand(sel.shape, generator=self.perm_gen) * cnt.clamp(min=1)).long()
         other = table[sel, pick.clamp(max=table.shape[1] - 1)]
-        use = (torch.rand(sel.shape, generator=self.perm_gen) < self.cross_view) & (cnt > 0)
+        use = (torch.rand(sel.shape, generator=self.perm_gen) < prob) & (cnt > 0)
         return torch.where(use, other, sel)
 
     def train_step(self, order: torch.Tensor, b: int) -> torch.Tensor:

@@ -271,7 +271,32 @@ def test_excluded_group_keys_do_not_change_the_loss():
         learner(x, x, lengths)
 
 
+def test_symmetric_and_two_key_losses_match_hand_computation():
+    """symmetric: mean of L(q(a), k(b)) and L(q(b), k(a)); a second key view adds its own terms."""
+    torch.manual_seed(0)
+    x, lengths = _batch(n=4)
+    xb, xc = x.flip(1), x * 0.5
+    for cfg, views in ((ContrastConfig(queue_size=8, symmetric=True), (x, xb)),
+                       (ContrastConfig(queue_size=8, cross_view_both=True), (x, xb, xc)),
+                       (ContrastConfig(queue_size=8, symmetric=True, cross_view_both=True), (x, xb, xc))):
+        learner = ContrastiveLearner(30, ModelConfig(hidden=8), cfg)
+        a = copy.deepcopy(learner)
+        negatives = learner.queue.keys.clone()
+        extra = {"xk2": views[2]} if len(views) == 3 else {}
+        loss = learner(views[0], views[1], lengths, **extra)
+        with torch.no_grad():
+            a.momentum_update()
+            q = [a._embed(a.encoder_q, a.head_q, v, lengths) for v in views]
+            k = [a._embed(a.encoder_k, a.head_k, v, lengths) for v in views]
+        pairs = [(0, j) for j in range(1, len(views))]
+        if cfg.symmetric:
+            pairs += [(j, 0) for j in range(1, len(views))]
+        want = sum(info_nce(q[i], k[j], negatives, cfg.temperature).item() for i, j in pairs) / len(pairs)
+        assert loss.item() == pytest.approx(want, rel=1e-5)
+        assert torch.allclose(learner.queue.ordered()[-4:], k[1], atol=1e-6)  # the queue takes key view 1
+
+
 def test_mining_and_group_exclusion_need_the_queue_paradigm():
-    for bad in ({"exclude_group": True}, {"mine_k": 2}):
+    for bad in ({"exclude_group": True}, {"mine_k": 2}, {"symmetric": True}, {"cross_view_both": True}):
         with pytest.raises(ConfigError, match="paradigm queue"):
             ContrastiveLearner(30, ModelConfig(hidden=8), ContrastConfig(paradigm="end_to_end", **bad))

@@ -126,15 +126,45 @@ def test_cross_view_keys_come_from_the_same_performance(tmp_path):
     tr = Pretrainer(tiny_config(**{"contrast.cross_view": 1.0}), ds)
     tr.begin_epoch(0)
     sel = torch.arange(len(ds))
-    keys = tr.key_positions(sel)
+    keys = tr.key_positions(sel, tr.cross_view)
     assert all(inst[k] == inst[s] for k, s in zip(keys.tolist(), sel.tolist()))
     assert (keys[3:6] == sel[3:6]).all() and (keys[6:] != sel[6:]).all()
     half = Pretrainer(tiny_config(**{"contrast.cross_view": 0.5}), ds)
     half.begin_epoch(0)
-    moved = (half.key_positions(sel.repeat(20)) != sel.repeat(20)).float().mean()
+    moved = (half.key_positions(sel.repeat(20), half.cross_view) != sel.repeat(20)).float().mean()
     assert 0.35 < float(moved) < 0.6  # about half of the partnered keys
     res = pretrain(tiny_config(**{"contrast.cross_view": 1.0, "optim.epochs": 2}), tmp_path, dataset=ds,
                    progress=False)
+    assert all(np.isfinite(r["loss"]) for r in res.metrics)
+
+
+def test_cross_view_both_contrasts_own_view_and_partner(tmp_path, monkeypatch):
+    """cross_view_both: the first key is the query's own sequence, the second another camera's."""
+    ds = _multiview()
+    inst = ds.meta["instance"]
+    with pytest.raises(ConfigError, match="cross_view > 0"):
+        Pretrainer(tiny_config(**{"contrast.cross_view_both": True}), ds)
+    tr = Pretrainer(tiny_config(**{"contrast.cross_view": 0.5, "contrast.cross_view_both": True}), ds)
+    seen = {}
+
+    def spy(xq, xk, lengths, **kw):
+        seen.update(xq=xq, xk=xk, **kw)
+        return sum(p.sum() for p in tr.learner.parameters()) * 0  # a loss that backward() accepts
+
+    monkeypatch.setattr(tr, "model", spy)
+    monkeypatch.setattr(tr, "augment", lambda x, lengths, gen: x)  # see the sequences themselves
+    order = tr.begin_epoch(0)
+    sel = tr.batch_indices(order, 0)
+    ref = Pretrainer(tiny_config(**{"contrast.cross_view": 0.5}), ds)
+    ref.begin_epoch(0)
+    partners = ref.key_positions(sel, 1.0)  # the same draws: perm_gen seeded alike
+    assert all(inst[int(p)] == inst[int(s)] and p != s for p, s in zip(partners, sel))
+    tr.step(sel)
+    own, partner = tr.data.get(sel)[0], tr.data.get(partners)[0]
+    assert torch.equal(seen["xq"], own) and torch.equal(seen["xk"], own)
+    assert torch.equal(seen["xk2"], partner) and not torch.equal(partner, own)
+    res = pretrain(tiny_config(**{"contrast.cross_view": 0.5, "contrast.cross_view_both": True,
+                                  "optim.epochs": 2}), tmp_path, dataset=ds, progress=False)
     assert all(np.isfinite(r["loss"]) for r in res.metrics)
 
 
