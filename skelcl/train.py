@@ -519,15 +519,18 @@ class Pretrainer:
         """One SGD step on training positions ``sel`` (B,); returns the loss averaged over all ranks."""
         xb, lb, sel_d = self.data.get(sel)
         xkb, lkb = xb, lb
-        both = self.cfg.contrast.cross_view_both
+        second: tuple[torch.Tensor, torch.Tensor] | None = None  # cross_view_both: the partner's view
         if self.partners is not None:
+            both = self.cfg.contrast.cross_view_both
             xpb, lpb, _ = self.data.get(self.key_positions(sel, 1.0 if both else self.cross_view))
-            if not both:
+            if both:
+                second = (xpb, lpb)
+            else:
                 xkb, lkb = xpb, lpb
         with self.autocast:
             xq = self.augment(xb, lb, self.aug_gen)
             xk = self.augment(xkb, lkb, self.aug_gen)
-            extra = {"xk2": self.augment(xpb, lpb, self.aug_gen), "lengths_k2": lpb} if both else {}
+            extra = {} if second is None else {"xk2": self.augment(*second, self.aug_gen), "lengths_k2": second[1]}
             groups = self.groups[sel_d] if self.groups is not None else None
             loss = self.model(xq, xk, lb, index=sel_d, lengths_k=lkb, groups=groups, **extra)
         self.opt.zero_grad(set_to_none=True)
