@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import subprocess
 import time
 from dataclasses import replace
@@ -235,18 +236,49 @@ def embed_checkpoint(path: str | Path, out_file: str | Path, dataset: str | None
     return done
 
 
+def _run_dir(path: str | Path) -> Path:
+    return Path(path) if Path(path).is_dir() else Path(path).parent
+
+
+def evaluation_dir(path: str | Path, label: str, settings: Sequence[str] = ()) -> Path:
+    """Default output folder of a re-evaluation: ``RUN/evaluations/<label>[__<settings>]``.
+
+    A run's own ``results.json`` and plots hold the figures it was made with; re-probing it (another
+    representation, another split) must not overwrite them. The folder name is deterministic (the
+    protocol and the ``--set``/data settings, readable), so the same evaluation lands in the same
+    place; names longer than 120 characters are cut and keep a short hash of the whole.
+    """
+    import hashlib
+
+    name = "__".join([label, *settings])
+    safe = re.sub(r"[^A-Za-z0-9._=+,-]+", "_", name).strip("_") or "evaluation"
+    if len(safe) > 120:
+        safe = safe[:110].rstrip("_") + "-" + hashlib.sha1(name.encode()).hexdigest()[:8]
+    return _run_dir(path) / "evaluations" / safe
+
+
 def evaluate_checkpoint(path: str | Path, protocols: Sequence[str] = ("linear",), dataset: str | None = None,
                         root: str | None = None, data_protocol: str | None = None,
                         overrides: Sequence[str] = (), out_dir: str | Path | None = None,
                         fractions: Sequence[float] = (0.01, 0.1, 0.5), progress: bool = True) -> dict[str, Any]:
-    """``skelcl evaluate``: load a run's checkpoint and evaluate it on (by default) its own data."""
+    """``skelcl evaluate``: load a run's checkpoint and evaluate it on (by default) its own data.
+
+    Writes ``results.json`` (and the t-SNE / confusion PNGs) to ``out_dir``, by default
+    :func:`evaluation_dir` inside the run folder, never over the run's own files. The returned dict
+    names that folder in ``out_dir``.
+    """
     learner, cfg, ds, device = _load_for(path, dataset, root, data_protocol, overrides)
-    out = Path(out_dir) if out_dir else (Path(path) if Path(path).is_dir() else Path(path).parent)
+    if out_dir is None:
+        data = [f"{k}={v}" for k, v in (("dataset", dataset), ("root", Path(root).name if root else None),
+                                        ("split", data_protocol)) if v]
+        out_dir = evaluation_dir(path, "+".join(protocols), [*data, *overrides])
+    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     res = evaluate_model(learner.to(device), ds, cfg.data.protocol, cfg.probe, protocols, fractions,
                          out_dir=out, plots=True, progress=progress, device=device, title=cfg.name)
     res.update(provenance(cfg))
     res["checkpoint"] = str(path)
+    res["out_dir"] = str(out)
     write_json(out / "results.json", res)
     return res
 
@@ -259,7 +291,8 @@ def evaluate_ensemble(paths: Sequence[str | Path], out_dir: str | Path | None = 
     velocity stream, say); ``overrides`` apply to every run (``probe.weight_decay=0.01``). All runs
     must cover the same test sequences in the same order, which is checked on the labels. Members
     with the same data settings share one read of the dataset.
-    Returns (and writes to ``out_dir/ensemble.json``) each member's top-1/top-5 and the ensemble's.
+    Returns (and writes to ``out_dir/ensemble.json``; by default :func:`evaluation_dir` of the first
+    run, named after the other members) each member's top-1/top-5 and the ensemble's.
     """
     if len(paths) < 2:
         raise ConfigError("an ensemble needs at least two runs")
@@ -299,7 +332,9 @@ def evaluate_ensemble(paths: Sequence[str | Path], out_dir: str | Path | None = 
     res.update(provenance(cfg0))
     res.pop("config")
     res["overrides"] = list(overrides)
-    out = Path(out_dir) if out_dir else (Path(paths[0]) if Path(paths[0]).is_dir() else Path(paths[0]).parent)
+    out = Path(out_dir) if out_dir else evaluation_dir(paths[0], "ensemble", [str(_run_dir(p)) for p in paths[1:]]
+                                                        + list(overrides))
+    res["out_dir"] = str(out)
     write_json(out / "ensemble.json", res)
     return res
 
@@ -393,5 +428,5 @@ def demo(out_dir: str | Path = "runs/demo", overrides: Sequence[str] = (), progr
     return res
 
 
-__all__ = ["demo", "embed_checkpoint", "check_input_shape", "labelled_split", "evaluate_checkpoint", "evaluate_ensemble", "evaluate_model", "run", "format_run_summary", "write_json",
+__all__ = ["demo", "embed_checkpoint", "check_input_shape", "labelled_split", "evaluate_checkpoint", "evaluate_ensemble", "evaluation_dir", "evaluate_model", "run", "format_run_summary", "write_json",
            "provenance", "random_encoder", "ContrastiveLearner"]

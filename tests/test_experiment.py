@@ -96,6 +96,30 @@ def test_evaluate_several_protocols_in_one_call(trained, tmp_path, capsys):
     assert f"one probe of the 3 averaged: mean (min-max) | {np.mean(single):.1f} ({min(single):.1f}-{max(single):.1f})" in text
 
 
+def test_reevaluation_never_overwrites_the_runs_own_results(trained, capsys):
+    """Without --out, `skelcl evaluate` writes to RUN/evaluations/<protocol>__<settings>: the run's own
+    results.json and plots keep the figures it was made with."""
+    out, res = trained
+    before = {f: (out / f).read_bytes() for f in ("results.json", "tsne.png", "confusion.png")}
+    assert main(["evaluate", str(out), "--protocol", "knn", "--set", "probe.knn_k=5", "--quiet"]) == 0
+    where = out / "evaluations" / "knn__probe.knn_k=5"
+    assert str(where) in capsys.readouterr().out
+    saved = json.loads((where / "results.json").read_text())
+    assert saved["knn"]["k"] == 5 and saved["out_dir"] == str(where)
+    assert {f: (out / f).read_bytes() for f in before} == before
+    assert json.loads((out / "results.json").read_text())["knn"]["k"] == res["knn"]["k"] != 5
+
+
+def test_evaluation_dir_names_are_safe_and_bounded(tmp_path):
+    from skelcl.experiment import evaluation_dir
+    assert evaluation_dir(tmp_path, "linear", ["probe.representation=cae+"]) == \
+        tmp_path / "evaluations" / "linear__probe.representation=cae+"
+    assert evaluation_dir(tmp_path / "checkpoint.pt", "knn", ["augment=[a, {b: 1}]"]).name == "knn__augment=_a,_b_1"
+    long = evaluation_dir(tmp_path, "linear", [f"probe.x{i}=1" for i in range(40)])
+    other = evaluation_dir(tmp_path, "linear", [f"probe.x{i}=2" for i in range(40)])
+    assert len(long.name) <= 120 and long != other and long.parent == tmp_path / "evaluations"
+
+
 def _short_run(out, *overrides):
     """A few-epoch run with a linear probe only: a second ensemble member."""
     run(load_config("synthetic", SMALL + list(overrides)), out, progress=False, baselines=False,

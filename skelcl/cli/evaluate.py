@@ -27,6 +27,7 @@ def _ensemble(args: argparse.Namespace) -> int:
     rows = [[m["run"], m["top1"], m["top5"]] for m in res["members"]]
     rows.append(["ensemble (mean softmax)", res["ensemble"]["top1"], res["ensemble"]["top5"]])
     print(markdown_table([f"{res['dataset']} {res['protocol']} linear probe", "top-1 %", "top-5 %"], rows))
+    print(f"\nensemble.json in {res['out_dir']}")
     return 0
 
 
@@ -52,6 +53,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         rows.append([f"semi {float(frac) * 100:g}% labels: fine-tuned", r["step1"]["top1"], r["step1"]["top5"]])
         rows.append([f"semi {float(frac) * 100:g}% labels: + linear on all", r["step2"]["top1"], r["step2"]["top5"]])
     print(markdown_table([f"{res['dataset']} {res['protocol']} {res['representation']}", "top-1 %", "top-5 %"], rows))
+    from pathlib import Path
+    files = [f for f in ("results.json", "tsne.png", "confusion.png") if (Path(res["out_dir"]) / f).exists()]
+    print(f"\n{', '.join(files)} in {res['out_dir']}")
     return 0
 
 
@@ -123,7 +127,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ensemble", action="append", default=[], metavar="RUN",
                    help="another run on the same data and split (repeatable): average the linear probes' "
                         "softmax over all runs, e.g. a position and a velocity stream; writes ensemble.json")
-    p.add_argument("--out", default=None, help="where results.json goes (default: the run folder)")
+    p.add_argument("--out", default=None, help="where results.json and the plots go (default: RUN/evaluations/<protocol>[__<settings>], "
+                        "so the run's own results.json is never overwritten)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_evaluate)
 
