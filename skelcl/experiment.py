@@ -5,6 +5,7 @@ the seed and the git commit, so a number can always be traced back to how it was
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import re
@@ -248,8 +249,6 @@ def evaluation_dir(path: str | Path, label: str, settings: Sequence[str] = ()) -
     protocol and the ``--set``/data settings, readable), so the same evaluation lands in the same
     place; names longer than 120 characters are cut and keep a short hash of the whole.
     """
-    import hashlib
-
     name = "__".join([label, *settings])
     safe = re.sub(r"[^A-Za-z0-9._=+,-]+", "_", name).strip("_") or "evaluation"
     if len(safe) > 120:

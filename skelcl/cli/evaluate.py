@@ -127,7 +127,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ensemble", action="append", default=[], metavar="RUN",
                    help="another run on the same data and split (repeatable): average the linear probes' "
                         "softmax over all runs, e.g. a position and a velocity stream; writes ensemble.json")
-    p.add_argument("--out", default=None, help="where results.json and the plots go (default: RUN/evaluations/<protocol>[__<settings>], "
+    p.add_argument("--out", default=None,
+                   help="where results.json and the plots go (default: RUN/evaluations/<protocol>[__<settings>], "
                         "so the run's own results.json is never overwritten)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_evaluate)
