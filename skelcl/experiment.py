@@ -5,10 +5,8 @@ the seed and the git commit, so a number can always be traced back to how it was
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
-import re
 import subprocess
 import time
 from dataclasses import replace
@@ -25,7 +23,7 @@ from .encoder import SequenceEncoder, build_encoder
 from .errors import ConfigError
 from .probe import (confusion, encode, knn_eval, linear_eval, logistic_baseline, semi_supervised_eval, supervised_baseline,
                     topk_accuracy)
-from .report import markdown_table, plot_confusion, plot_tsne
+from .report import bounded_slug, markdown_table, plot_confusion, plot_tsne
 from .store import SkeletonDataset
 from .train import apply_threads, load_checkpoint, load_data, pretrain, resolve_device
 
@@ -249,11 +247,8 @@ def evaluation_dir(path: str | Path, label: str, settings: Sequence[str] = ()) -
     protocol and the ``--set``/data settings, readable), so the same evaluation lands in the same
     place; names longer than 120 characters are cut and keep a short hash of the whole.
     """
-    name = "__".join([label, *settings])
-    safe = re.sub(r"[^A-Za-z0-9._=+,-]+", "_", name).strip("_") or "evaluation"
-    if len(safe) > 120:
-        safe = safe[:110].rstrip("_") + "-" + hashlib.sha1(name.encode()).hexdigest()[:8]
-    return _run_dir(path) / "evaluations" / safe
+    name = bounded_slug("__".join([label, *settings]), "evaluation", fill="_", keep=",")
+    return _run_dir(path) / "evaluations" / name
 
 
 def evaluate_checkpoint(path: str | Path, protocols: Sequence[str] = ("linear",), dataset: str | None = None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -112,3 +114,13 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def bounded_slug(text: str, fallback: str, fill: str = "-", keep: str = "") -> str:
+    """A folder name from free text: characters other than letters, digits, ``._+=-`` (and ``keep``)
+    become ``fill``; names over 120 characters are cut to 100 and end in an 8-character hash of the
+    whole text, so different texts stay different. Sweep points and re-evaluations are named so."""
+    slug = re.sub(f"[^A-Za-z0-9._+={re.escape(keep)}-]+", fill, text).strip(fill) or fallback
+    if len(slug) > 120:
+        slug = slug[:100] + "-" + hashlib.sha1(text.encode()).hexdigest()[:8]
+    return slug

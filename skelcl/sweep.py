@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import hashlib
 import io
 import itertools
 import json
@@ -57,6 +56,7 @@ import yaml
 
 from .config import CONFIG_DIR, config_from_dict, find_file, load_config, merge, resolve_config_path
 from .errors import ConfigError, SkelclError
+from .report import bounded_slug
 
 SPEC_DIR = CONFIG_DIR / "sweeps"
 SPEC_KEYS = ("name", "description", "base", "set", "axes", "points", "labels", "show", "x", "x_scale", "seeds",
@@ -107,10 +107,7 @@ def point_slug(point: dict[str, Any], keys: Sequence[str]) -> str:
         return "base"
     text = "_".join(f"{short_key(k, keys)}={format_value(point[k]) if point[k] is not None else 'none'}"
                     for k in keys if k in point)
-    slug = re.sub(r"[^A-Za-z0-9._+=-]+", "-", text).strip("-") or "base"
-    if len(slug) > 120:
-        slug = slug[:100] + "-" + hashlib.sha1(text.encode()).hexdigest()[:8]
-    return slug
+    return bounded_slug(text, "base")
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any, where: str = "sweep") -> None:
