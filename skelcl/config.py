@@ -49,6 +49,8 @@ class ModelConfig:
         ``kernel``; ``graph`` is the bone list and ``joints`` the joint count V, both filled from the
         dataset's joint layout when empty and kept in the resolved config so a checkpoint rebuilds
         without the data). The graph encoder always averages persons (``person_pool`` is for RNNs).
+    frame_features: the RNN's input per frame: ``coords`` (the paper), ``distances`` (every pair of
+        joints in the frame; view invariant) or ``coords+distances``.
     """
 
     encoder: str = "rnn"
@@ -61,6 +63,7 @@ class ModelConfig:
     dropout: float = 0.0
     motion: bool = False
     person_pool: str = "concat"
+    frame_features: str = "coords"
     channels: list[int] = field(default_factory=lambda: [64, 128, 256])
     strides: list[int] = field(default_factory=lambda: [2, 2, 1])
     kernel: int = 9

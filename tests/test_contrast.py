@@ -299,3 +299,54 @@ def test_mining_and_group_exclusion_need_the_queue_paradigm():
     for bad in ({"exclude_group": True}, {"mine_k": 2}, {"symmetric": True}, {"cross_view_both": True}):
         with pytest.raises(ConfigError, match="paradigm queue"):
             ContrastiveLearner(30, ModelConfig(hidden=8), ContrastConfig(paradigm="end_to_end", **bad))
+
+
+def test_pairwise_distances_match_a_hand_computation_and_ignore_rotation():
+    from skelcl.augment import rotation_matrix
+    from skelcl.encoder import pairwise_distances
+
+    x, _ = _batch(n=2, t=4)
+    flat = x.reshape(2, 4, -1)  # 10 points of 3 coordinates per frame
+    d = pairwise_distances(flat)
+    assert d.shape == (2, 4, 45)
+    pts = x[1, 2].reshape(10, 3)
+    # row-major upper triangle: pair (0, 1) first, (0, 2) second, ..., (8, 9) last
+    torch.testing.assert_close(d[1, 2, 0], (pts[0] - pts[1]).norm())
+    torch.testing.assert_close(d[1, 2, 1], (pts[0] - pts[2]).norm())
+    torch.testing.assert_close(d[1, 2, -1], (pts[8] - pts[9]).norm())
+    rot = rotation_matrix(torch.tensor(0.3), torch.tensor(-1.1), torch.tensor(0.7))[0]
+    moved = (x @ rot.mT + torch.tensor([1.0, -2.0, 0.5])).reshape(2, 4, -1)
+    torch.testing.assert_close(pairwise_distances(moved), d, atol=1e-5, rtol=1e-5)
+
+
+def test_distance_frame_features_make_the_encoder_view_invariant():
+    from skelcl.augment import rotation_matrix
+
+    torch.manual_seed(0)
+    x, lengths = _batch(n=3, t=10)
+    rot = rotation_matrix(torch.tensor(0.0), torch.tensor(2.0), torch.tensor(0.0))[0]
+    turned = x @ rot.mT
+    enc = SequenceEncoder(30, hidden=8, layers=2, frame_features="distances")
+    assert enc.rnn.input_size == 45
+    torch.testing.assert_close(enc(x, lengths).pooled, enc(turned, lengths).pooled, atol=1e-5, rtol=1e-4)
+    both = SequenceEncoder(30, hidden=8, frame_features="coords+distances")
+    assert both.rnn.input_size == 30 + 45
+    assert not torch.allclose(both(x, lengths).pooled, both(turned, lengths).pooled)
+    x2 = x.clone()
+    x2[0, lengths[0]:] = 9.0  # padding stays out of the distances
+    torch.testing.assert_close(enc(x, lengths).pooled, enc(x2, lengths).pooled)
+    learner = ContrastiveLearner(30, ModelConfig(hidden=8, frame_features="distances"), ContrastConfig(queue_size=8))
+    loss = learner(x, turned, lengths)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in learner.encoder_q.parameters() if p.grad is not None)
+
+
+def test_frame_features_reject_unknown_names_and_the_graph_encoder():
+    from skelcl.encoder import build_encoder
+    from skelcl.errors import SettingError
+
+    with pytest.raises(SettingError, match="frame_features"):
+        SequenceEncoder(30, hidden=8, frame_features="angles")
+    with pytest.raises(SettingError, match="frame_features"):
+        build_encoder(30, ModelConfig(encoder="gcn", graph=[[1, 0]], frame_features="distances"))
