@@ -5,6 +5,7 @@ the seed and the git commit, so a number can always be traced back to how it was
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import subprocess
@@ -251,6 +252,13 @@ def evaluation_dir(path: str | Path, label: str, settings: Sequence[str] = ()) -
     return _run_dir(path) / "evaluations" / name
 
 
+def _root_tag(root: str | Path) -> str:
+    """``<folder name>-<6 hex of the absolute path>``: readable, and two data folders that share a
+    name (``a/nucla``, ``b/nucla``) get different evaluation folders."""
+    full = str(Path(root).expanduser().resolve())
+    return f"{Path(full).name}-{hashlib.sha1(full.encode()).hexdigest()[:6]}"
+
+
 def evaluate_checkpoint(path: str | Path, protocols: Sequence[str] = ("linear",), dataset: str | None = None,
                         root: str | None = None, data_protocol: str | None = None,
                         overrides: Sequence[str] = (), out_dir: str | Path | None = None,
@@ -263,7 +271,7 @@ def evaluate_checkpoint(path: str | Path, protocols: Sequence[str] = ("linear",)
     """
     learner, cfg, ds, device = _load_for(path, dataset, root, data_protocol, overrides)
     if out_dir is None:
-        data = [f"{k}={v}" for k, v in (("dataset", dataset), ("root", Path(root).name if root else None),
+        data = [f"{k}={v}" for k, v in (("dataset", dataset), ("root", _root_tag(root) if root else None),
                                         ("split", data_protocol)) if v]
         out_dir = evaluation_dir(path, "+".join(protocols), [*data, *overrides])
     out = Path(out_dir)

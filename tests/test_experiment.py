@@ -120,6 +120,14 @@ def test_evaluation_dir_names_are_safe_and_bounded(tmp_path):
     assert len(long.name) <= 120 and long != other and long.parent == tmp_path / "evaluations"
 
 
+def test_two_data_roots_with_one_name_get_two_evaluation_folders(tmp_path):
+    from skelcl.experiment import _root_tag
+    a, b = tmp_path / "a" / "nucla", tmp_path / "b" / "nucla"
+    assert _root_tag(a).startswith("nucla-") and _root_tag(b).startswith("nucla-")
+    assert _root_tag(a) != _root_tag(b)
+    assert _root_tag(a) == _root_tag(tmp_path / "a" / ".." / "a" / "nucla")  # the same folder, spelt otherwise
+
+
 def _short_run(out, *overrides):
     """A few-epoch run with a linear probe only: a second ensemble member."""
     run(load_config("synthetic", SMALL + list(overrides)), out, progress=False, baselines=False,
