@@ -58,6 +58,19 @@ def test_short_pretraining_lowers_loss_and_writes_run_files(tmp_path):
     torch.testing.assert_close(enc["rnn.weight_ih_l0"], learner.encoder_q.rnn.weight_ih_l0)
 
 
+def test_distance_features_survive_the_checkpoint_round_trip(tmp_path):
+    from skelcl.probe import encode
+
+    ds = tiny_dataset(n=32)
+    pretrain(tiny_config(**{"optim.epochs": 1, "model.frame_features": "coords+distances"}), tmp_path,
+             dataset=ds, progress=False)
+    learner, cfg = load_checkpoint(tmp_path)
+    assert cfg.model.frame_features == "coords+distances"
+    assert learner.encoder_q.rnn.input_size == 15 + 10  # 5 joints x 3 coordinates + 10 joint pairs
+    feats = encode(learner, ds.x, ds.lengths, "cae")
+    assert feats.shape == (32, 32) and np.isfinite(feats).all()
+
+
 def _weights(path: Path) -> dict:
     return torch.load(path / "checkpoint.pt", weights_only=True)["learner"]
 
