@@ -165,6 +165,10 @@ class SequenceEncoder(nn.Module):
         self.output_dim = hidden * (2 if bidirectional else 1)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
+        if self.frame_features != "coords" and x.dim() == 5 and x.shape[-1] != 3:
+            # the flattened frame no longer says where one point ends; 2-D poses would be misread
+            raise SettingError(f"model.frame_features={self.frame_features!r} needs 3-D joints (C=3), "
+                               f"got C={x.shape[-1]}; use model.frame_features: coords")
         if self.person_pool == "mean":
             return self._forward_per_person(x, lengths)
         if self.person_pool == "symmetric" and x.dim() == 5 and x.shape[2] >= 2:

@@ -342,7 +342,7 @@ def test_distance_frame_features_make_the_encoder_view_invariant():
     assert all(torch.isfinite(p.grad).all() for p in learner.encoder_q.parameters() if p.grad is not None)
 
 
-def test_frame_features_reject_unknown_names_and_the_graph_encoder():
+def test_frame_features_reject_unknown_names_the_graph_encoder_and_2d_joints():
     from skelcl.encoder import build_encoder
     from skelcl.errors import SettingError
 
@@ -350,3 +350,6 @@ def test_frame_features_reject_unknown_names_and_the_graph_encoder():
         SequenceEncoder(30, hidden=8, frame_features="angles")
     with pytest.raises(SettingError, match="frame_features"):
         build_encoder(30, ModelConfig(encoder="gcn", graph=[[1, 0]], frame_features="distances"))
+    planar = torch.randn(2, 6, 1, 15, 2)  # 2-D poses: 30 values a frame, also a multiple of 3
+    with pytest.raises(SettingError, match="C=2"):
+        SequenceEncoder(30, hidden=8, frame_features="distances")(planar, torch.tensor([6, 4]))
