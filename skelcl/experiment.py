@@ -29,6 +29,31 @@ from .store import SkeletonDataset
 from .train import apply_threads, load_checkpoint, load_data, pretrain, resolve_device
 
 PROTOCOLS = ("linear", "knn", "semi")
+COPIES_NOTE = ("test sequences whose input is an exact copy of a training sequence's (SkeletonDataset.test_copies); "
+               "top1_without_copies is the top-1 on the other test sequences")
+
+
+def test_copy_mask(ds: SkeletonDataset, protocol: str, test_idx: np.ndarray) -> np.ndarray:
+    """(len(test_idx),) bool: which of these test sequences copy a training sequence exactly."""
+    return np.isin(test_idx, ds.test_copies(protocol))
+
+
+def copies_record(ds: SkeletonDataset, test_idx: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+    """The ``test_copies`` entry of a results.json: how many, of how many, and which (first 20 names)."""
+    names = ds.meta.get("name")
+    which = test_idx[mask][:20]
+    return {"count": int(mask.sum()), "test": int(len(test_idx)), "note": COPIES_NOTE,
+            "names": [str(names[i]) for i in which] if names is not None else [int(i) for i in which]}
+
+
+def add_without_copies(r: dict[str, Any], labels: np.ndarray, mask: np.ndarray) -> None:
+    """Add ``top1_without_copies`` (and ``num_without_copies``) to a probe result that has ``pred``,
+    scoring only the test sequences that are not copies of training sequences."""
+    if "pred" not in r or not mask.any() or mask.all():
+        return
+    keep = ~mask
+    r["top1_without_copies"] = float((np.asarray(r["pred"])[keep] == np.asarray(labels)[keep]).mean() * 100.0)
+    r["num_without_copies"] = int(keep.sum())
 
 
 def git_commit() -> str | None:
@@ -132,6 +157,9 @@ def evaluate_model(model: torch.nn.Module, ds: SkeletonDataset, protocol: str, p
     tr, te, skipped = labelled_split(ds, protocol)
     if any(skipped.values()):
         res["unlabelled_skipped"] = skipped  # label -1: pretraining may use them, the probes cannot
+    copies = test_copy_mask(ds, protocol, te)
+    if copies.any():
+        res["test_copies"] = copies_record(ds, te, copies)
     t0 = time.perf_counter()
     needs_feats = any(p in ("linear", "knn") for p in protocols)
     if needs_feats:
@@ -141,6 +169,7 @@ def evaluate_model(model: torch.nn.Module, ds: SkeletonDataset, protocol: str, p
     if "linear" in protocols:
         lin = linear_eval(f_tr, y_tr, f_te, y_te, probe, num_classes=ds.num_classes, progress=progress,
                           device=device)
+        add_without_copies(lin, y_te, copies)
         res["linear"] = _strip(lin)
         # counts, rows = true class, columns = predicted (the figures behind confusion.png)
         res["linear"]["confusion"] = confusion(lin["pred"], y_te, ds.num_classes).tolist()
@@ -152,13 +181,19 @@ def evaluate_model(model: torch.nn.Module, ds: SkeletonDataset, protocol: str, p
             plot_tsne(f_te, y_te, out / "tsne.png", ds.class_names,
                       title=f"t-SNE of {probe.representation.upper()} features ({title or ds.name}, test split)")
     if "knn" in protocols:
-        res["knn"] = _strip(knn_eval(f_tr, y_tr, f_te, y_te, k=probe.knn_k, num_classes=ds.num_classes))
+        kn = knn_eval(f_tr, y_tr, f_te, y_te, k=probe.knn_k, num_classes=ds.num_classes)
+        add_without_copies(kn, y_te, copies)
+        res["knn"] = _strip(kn)
     if "semi" in protocols:
         res["semi"] = {}
         for frac in fractions:
             r = semi_supervised_eval(model, ds.x, ds.lengths, ds.labels, tr, te, frac, cfg=probe,
                                      num_classes=ds.num_classes, seed=probe.seed, device=device,
                                      progress=progress)
+            add_without_copies(r["step2"], ds.labels[te], copies)
+            add_without_copies(r["step1"], ds.labels[te], copies)
+            if "top1_without_copies" in r["step2"]:
+                r["top1_without_copies"] = r["step2"]["top1_without_copies"]
             res["semi"][f"{frac:g}"] = _strip(r)
     res["seconds"] = time.perf_counter() - t0
     return res
@@ -377,6 +412,7 @@ def run(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool =
         tr, te, _ = labelled_split(ds, cfg.data.protocol)
         raw = logistic_baseline(ds.x[tr].reshape(len(tr), -1), ds.labels[tr], ds.x[te].reshape(len(te), -1),
                                 ds.labels[te], seed=cfg.train.seed)
+        add_without_copies(raw, ds.labels[te], test_copy_mask(ds, cfg.data.protocol, te))
         res["baselines"] = {"random_encoder": {p: rnd[p] for p in rnd_protocols},
                             "raw_input_logistic": _strip(raw)}
     res["seconds"] = time.perf_counter() - t0
@@ -396,26 +432,38 @@ def probe_spread_rows(lin: dict[str, Any], what: str = "one probe") -> list[list
 
 
 def format_run_summary(res: dict[str, Any]) -> str:
-    """A small table: trained encoder vs random encoder vs raw input."""
-    rows = []
+    """A small table: trained encoder vs random encoder vs raw input; with a column of top-1 on the
+    test sequences that are not copies of training sequences when the split has such copies."""
+    copies = res.get("test_copies")
+    entries: list[tuple[str, dict[str, Any] | None, list[list[object]]]] = []
     lin = res.get("linear")
     if lin:
-        rows.append(["trained encoder (linear probe)", lin["top1"], lin["top5"]])
-        rows += probe_spread_rows(lin, "  one probe")
+        entries.append(("trained encoder (linear probe)", lin, probe_spread_rows(lin, "  one probe")))
     if "knn" in res:
-        rows.append([f"trained encoder (kNN, k={res['knn'].get('k', '')})", res["knn"]["top1"],
-                     res["knn"].get("top5", float("nan"))])
+        entries.append((f"trained encoder (kNN, k={res['knn'].get('k', '')})", res["knn"], []))
     b = res.get("baselines", {})
     if "random_encoder" in b:
-        r = b["random_encoder"]["linear"]
-        rows.append(["random encoder (linear probe)", r["top1"], r["top5"]])
+        entries.append(("random encoder (linear probe)", b["random_encoder"]["linear"], []))
         if "knn" in b["random_encoder"]:
             r = b["random_encoder"]["knn"]
-            rows.append([f"random encoder (kNN, k={r.get('k', '')})", r["top1"], r.get("top5", float("nan"))])
+            entries.append((f"random encoder (kNN, k={r.get('k', '')})", r, []))
     if "raw_input_logistic" in b:
-        r = b["raw_input_logistic"]
-        rows.append(["raw coordinates (logistic regression)", r["top1"], r.get("top5", float("nan"))])
-    table = markdown_table(["representation", "top-1 %", "top-5 %"], rows)
+        entries.append(("raw coordinates (logistic regression)", b["raw_input_logistic"], []))
+    header = ["representation", "top-1 %", "top-5 %"]
+    if copies:
+        header.append(f"top-1 % without the {copies['count']} copies")
+    rows: list[list[object]] = []
+    for name, r, extra in entries:
+        assert r is not None
+        row: list[object] = [name, r["top1"], r.get("top5", float("nan"))]
+        if copies:
+            row.append(r.get("top1_without_copies", "—"))
+        rows.append(row)
+        rows += [e + [""] * (len(header) - len(e)) for e in extra]
+    table = markdown_table(header, rows)
+    if copies:
+        table += (f"\n\n{copies['count']} of the {copies['test']} test sequences are exact copies of training "
+                  f"sequences (first: {', '.join(map(str, copies['names'][:3]))}); the last column leaves them out.")
     skipped = res.get("unlabelled_skipped")
     if skipped:
         table += (f"\n\n{skipped['train']} training and {skipped['test']} test sequences are unlabelled (-1): "
@@ -431,4 +479,5 @@ def demo(out_dir: str | Path = "runs/demo", overrides: Sequence[str] = (), progr
 
 
 __all__ = ["demo", "embed_checkpoint", "check_input_shape", "labelled_split", "evaluate_checkpoint", "evaluate_ensemble", "evaluation_dir", "evaluate_model", "run", "format_run_summary", "write_json",
+           "test_copy_mask", "copies_record", "add_without_copies",
            "provenance", "random_encoder", "ContrastiveLearner"]

@@ -137,6 +137,24 @@ class SkeletonDataset:
             hint = "" if protocol == "all" else " (data.protocol=all pretrains on every sequence, no split needed)"
             raise ConfigError(f"dataset {self.name!r} has no protocol {protocol!r}; known: {known}{hint}") from None
 
+    def test_copies(self, protocol: str) -> np.ndarray:
+        """Test samples of a protocol whose input is an exact copy of a training sample's.
+
+        A copy's test prediction is not a test of generalisation: the probe was fitted on the same
+        input with the same label (a copy with another label is counted too). Released datasets do
+        hold such files: in CTR-GCN's N-UCLA ``all_sqe``, every v03 recording of "pick up with two
+        hands" and "drop trash" (95 of the 464 cross-view test sequences) is byte-identical to its
+        v02 recording. Compared are the stored valid frames (x[i, :lengths[i]], after preprocessing,
+        which is deterministic per sequence), so this is what the encoder sees.
+
+        Returns:
+            sorted dataset indices (a subset of the protocol's test indices), possibly empty.
+        """
+        tr, te = self.split(protocol)
+        seen = {_digest(self.x[i, : int(self.lengths[i])]) for i in tr}
+        return np.asarray(sorted(int(i) for i in te if _digest(self.x[i, : int(self.lengths[i])]) in seen),
+                          dtype=np.int64)
+
     def subset(self, idx: np.ndarray) -> "SkeletonDataset":
         """A new dataset with the given samples (protocols are dropped: indices would not match)."""
         idx = np.asarray(idx)
@@ -303,6 +321,15 @@ def to_canonical(
         x[i, : seq.shape[0], : seq.shape[1]] = seq
         lengths[i] = seq.shape[0]
     return x.astype(pre.dtype), lengths
+
+
+def _digest(sample: np.ndarray) -> bytes:
+    """A 16-byte digest of one sample's array (its shape and dtype included)."""
+    a = np.ascontiguousarray(sample)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+    return h.digest()
 
 
 def check_finite(x: np.ndarray, names: Sequence[str] | None = None, source: str = "data") -> None:

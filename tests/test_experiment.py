@@ -242,3 +242,43 @@ def test_embed_and_evaluate_refuse_data_of_another_shape(trained, tmp_path, caps
     assert main(["embed", str(out), "--out", str(tmp_path / "e.csv")]) == 2
     assert "ending in .npz" in capsys.readouterr().err
     assert not (tmp_path / "e.npz").exists()
+
+
+def test_test_copies_are_reported_and_left_out_of_the_extra_figure(tmp_path, capsys):
+    """A split whose test set holds exact copies of training sequences: results.json says how many,
+    which, and the top-1 on the other test sequences, computed from the same predictions."""
+    from skelcl.experiment import evaluate_model, format_run_summary
+    from skelcl.train import build_learner, load_data
+    cfg = load_config("synthetic", SMALL + ["probe.epochs=3"])
+    ds = load_data(cfg)
+    tr, te = ds.split("xsub")
+    plain = evaluate_model(build_learner(cfg, int(np.prod(ds.x.shape[2:])), len(ds)), ds, "xsub", cfg.probe,
+                           ("linear", "knn"))
+    assert "test_copies" not in plain and "top1_without_copies" not in plain["linear"]
+    ds.x[te[:30]] = ds.x[tr[:30]]  # 30 test inputs become training inputs (labels untouched)
+    ds.lengths[te[:30]] = ds.lengths[tr[:30]]
+    learner = build_learner(cfg, int(np.prod(ds.x.shape[2:])), len(ds))
+    res = evaluate_model(learner, ds, "xsub", cfg.probe, ("linear", "knn"))
+    assert res["test_copies"]["count"] == 30 and res["test_copies"]["test"] == len(te)
+    assert res["test_copies"]["names"][:2] == [str(n) for n in ds.meta["name"][te[:2]]]
+    cm = np.array(res["linear"]["confusion"])
+    assert cm.sum() == len(te)
+    for probe in ("linear", "knn"):
+        r = res[probe]
+        assert r["num_without_copies"] == len(te) - 30
+        assert 0 <= r["top1_without_copies"] <= 100
+    table = format_run_summary(res)
+    assert "without the 30 copies" in table and "30 of the 300 test sequences are exact copies" in table
+    assert f"{res['linear']['top1_without_copies']:.1f}" in table
+
+
+def test_reproduce_table_adds_a_table_without_copies():
+    from skelcl.reproduce import format_table
+    cell = {"top1": {"CAE": 80.0, "CAE+": 81.0}, "top1_without_copies": {"CAE": 75.0, "CAE+": 76.0},
+            "test_copies": {"count": 95, "test": 464}}
+    clean = {"top1": {"CAE": 60.0, "CAE+": 61.0}}
+    table = format_table("nucla", ["xview", "view1"], {"xview": [cell], "view1": [clean]}, "ours")
+    first, second = table.split("leaving out")
+    assert "| CAE | 80.0 | 60.0 | 70.0 |" in first
+    assert "xview 95 of 464" in second and "| CAE | 75.0 | 60.0 | 67.5 |" in second
+    assert "leaving out" not in format_table("nucla", ["view1"], {"view1": [clean]}, "ours")

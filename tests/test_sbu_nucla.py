@@ -163,3 +163,18 @@ def test_nucla_frame_statistics(nucla_root: Path) -> None:
 def test_nucla_root_may_be_the_json_folder(nucla_root: Path) -> None:
     ds = load_dataset("nucla", root=str(nucla_root / "all_sqe"), pre={"frames": 8})
     assert len(ds) == 1484
+
+
+def test_nucla_cross_view_test_holds_95_copies_of_v02(nucla) -> None:
+    """The all_sqe release's v03 recordings of "pick up with two hands" and "drop trash" are byte-identical
+    to their v02 recordings: every one of them is found, and nothing else, as copies of training inputs."""
+    copies = nucla.test_copies("xview")
+    assert len(copies) == 95
+    names = nucla.meta["name"][copies]
+    assert sorted(set(nucla.labels[copies])) == [1, 2]
+    assert {n.split("_")[0] for n in names} == {"a02", "a03"} and all(n.endswith("_v03") for n in names)
+    v02 = {n: i for i, n in enumerate(nucla.meta["name"])}
+    for i, n in zip(copies, names):
+        j = v02[n[:-3] + "v02"]
+        assert np.array_equal(nucla.x[i], nucla.x[j])
+    assert len(nucla.test_copies("view2")) == 96  # the same 95, plus a08_s01_e00's shared first 60 frames

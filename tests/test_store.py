@@ -168,3 +168,26 @@ def test_cache_round_trip(tmp_path):
     back = load_cache(tmp_path / "c.npz")
     assert np.array_equal(back.x, ds.x) and back.layout == NTU25 and back.split("p")[1].tolist() == [1]
     assert back.meta["name"].tolist() == ["a", "b"] and back.class_names == ["p", "q"]
+
+
+def _copies_dataset() -> SkeletonDataset:
+    """Six one-person sequences; test sequence 4 is a copy of training sequence 1, test sequence 5 is
+    a copy of 2 except for one padded frame's length (a different input, so not a copy)."""
+    x, lengths = to_canonical([_seq(6 + i, v=15, seed=i) for i in range(4)], SBU15,
+                              Preprocess(frames=10, persons=1, centre="none"))
+    x = np.concatenate([x, x[1:2], x[2:3]])
+    lengths = np.concatenate([lengths, lengths[1:2], lengths[2:3] - 1])
+    return SkeletonDataset(x=x, lengths=lengths, labels=np.array([0, 1, 0, 1, 1, 0]), layout=SBU15,
+                           meta={"name": np.array([f"s{i}" for i in range(6)])},
+                           protocols={"p": (np.array([0, 1, 2]), np.array([3, 4, 5])),
+                                      "clean": (np.array([0, 1]), np.array([2, 3]))})
+
+
+def test_test_copies_finds_exact_copies_of_training_inputs_only():
+    ds = _copies_dataset()
+    assert ds.test_copies("p").tolist() == [4]
+    assert ds.test_copies("clean").tolist() == []
+    ds.x[4, 0, 0, 0, 0] += 1e-3  # one coordinate differs: no longer the same input
+    assert ds.test_copies("p").tolist() == []
+    with pytest.raises(ConfigError, match="no protocol"):
+        ds.test_copies("nope")

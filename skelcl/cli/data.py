@@ -50,6 +50,8 @@ def _datasets(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     ds = load_dataset(args.name, root=args.root, skip_bad=args.skip_bad, **reader_options(args))
     s = ds.summary()
+    s["test_copies"] = {name: len(ds.test_copies(name)) for name in (s["protocols"] if not args.protocol
+                                                                      else [args.protocol])}
     if args.json:
         print(json.dumps(s, indent=2))
         return 0
@@ -64,7 +66,10 @@ def _inspect(args: argparse.Namespace) -> int:
         tr, te = ds.split(args.protocol)
         protocols = {args.protocol: [len(tr), len(te)]}
     for name, (ntr, nte) in protocols.items():
-        print(f"protocol     {name:10s} train {ntr:6d}  test {nte:6d}")
+        n_copies = len(ds.test_copies(name))
+        copies = (f"  ({n_copies} test sequence{'s are exact copies' if n_copies > 1 else ' is an exact copy'} "
+                  f"of training one{'s' if n_copies > 1 else ''})" if n_copies else "")
+        print(f"protocol     {name:10s} train {ntr:6d}  test {nte:6d}{copies}")
     if ds.skipped:
         print(f"skipped      {len(ds.skipped)} bad file(s):")
         for line in ds.skipped:

@@ -41,18 +41,31 @@ def _evaluate(args: argparse.Namespace) -> int:
     res = evaluate_checkpoint(args.checkpoint, args.protocol, dataset=args.dataset, root=args.root,
                               data_protocol=args.split, overrides=args.overrides, out_dir=args.out,
                               fractions=fractions, progress=not args.quiet)
+    copies = res.get("test_copies")
+
+    def row(name: str, r: dict, wo: bool = True) -> list:
+        out = [name, r["top1"], r.get("top5", "")]
+        return out + [r.get("top1_without_copies", "—") if wo else ""] if copies else out
+
     rows = []
     if "linear" in res:
         lin = res["linear"]
-        rows.append(["linear (final epoch)", lin["top1"], lin["top5"]])
-        rows += probe_spread_rows(lin)
-        rows.append(["linear (best test epoch, selected on test: not a result)", lin["best_epoch_top1"], ""])
+        rows.append(row("linear (final epoch)", lin))
+        rows += [e + [""] if copies else e for e in probe_spread_rows(lin)]
+        rows.append(row("linear (best test epoch, selected on test: not a result)",
+                        {"top1": lin["best_epoch_top1"], "top5": ""}, wo=False))
     if "knn" in res:
-        rows.append([f"kNN k={res['knn'].get('k')}", res["knn"]["top1"], res["knn"].get("top5", "")])
+        rows.append(row(f"kNN k={res['knn'].get('k')}", res["knn"]))
     for frac, r in res.get("semi", {}).items():
-        rows.append([f"semi {float(frac) * 100:g}% labels: fine-tuned", r["step1"]["top1"], r["step1"]["top5"]])
-        rows.append([f"semi {float(frac) * 100:g}% labels: + linear on all", r["step2"]["top1"], r["step2"]["top5"]])
-    print(markdown_table([f"{res['dataset']} {res['protocol']} {res['representation']}", "top-1 %", "top-5 %"], rows))
+        rows.append(row(f"semi {float(frac) * 100:g}% labels: fine-tuned", r["step1"]))
+        rows.append(row(f"semi {float(frac) * 100:g}% labels: + linear on all", r["step2"]))
+    header = [f"{res['dataset']} {res['protocol']} {res['representation']}", "top-1 %", "top-5 %"]
+    if copies:
+        header.append(f"top-1 % without the {copies['count']} copies")
+    print(markdown_table(header, rows))
+    if copies:
+        print(f"\n{copies['count']} of the {copies['test']} test sequences are exact copies of training sequences "
+              f"(first: {', '.join(map(str, copies['names'][:3]))}); the last column leaves them out.")
     from pathlib import Path
     files = [f for f in ("results.json", "tsne.png", "confusion.png") if (Path(res["out_dir"]) / f).exists()]
     print(f"\n{', '.join(files)} in {res['out_dir']}")
