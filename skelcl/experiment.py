@@ -337,6 +337,7 @@ def evaluate_ensemble(paths: Sequence[str | Path], out_dir: str | Path | None = 
     probs: list[np.ndarray] = []
     y_ref: np.ndarray | None = None
     cfg0: Config | None = None
+    copies_any: np.ndarray | None = None
     datasets: dict[str, SkeletonDataset] = {}
     for path in paths:
         learner, cfg = load_checkpoint(path)
@@ -356,16 +357,27 @@ def evaluate_ensemble(paths: Sequence[str | Path], out_dir: str | Path | None = 
             raise ConfigError(f"{path}: its test split ({ds.name} {cfg.data.protocol}, {len(y_te)} sequences) "
                               f"differs from the first run's; ensemble runs of the same data and split")
         lin = linear_eval(f_tr, y_tr, f_te, y_te, cfg.probe, num_classes=ds.num_classes, device=device)
+        te = labelled_split(ds, cfg.data.protocol)[1]
+        copies = test_copy_mask(ds, cfg.data.protocol, te)
+        add_without_copies(lin, y_te, copies)
+        # a test sequence any member has seen as a training input is left out of the ensemble's figure
+        copies_any = copies if copies_any is None else copies_any | copies
         p = torch.softmax(torch.as_tensor(lin["scores"]), 1).numpy()
         probs.append(p)
         members.append({"run": str(path), "dataset": ds.name, "protocol": cfg.data.protocol,
-                        "representation": cfg.probe.representation, "top1": lin["top1"], "top5": lin["top5"]})
+                        "representation": cfg.probe.representation, "top1": lin["top1"], "top5": lin["top5"],
+                        **{k: lin[k] for k in ("top1_without_copies",) if k in lin}})
     assert y_ref is not None and cfg0 is not None
     mean = np.mean(probs, 0)
     top1, top5 = topk_accuracy(mean, y_ref, (1, 5))
     res: dict[str, Any] = {"dataset": members[0]["dataset"], "protocol": members[0]["protocol"],
                            "members": members, "ensemble": {"top1": top1, "top5": top5,
                                                             "rule": "mean of the members' softmax"}}
+    if copies_any is not None and copies_any.any():
+        ens = {"pred": mean.argmax(1)}
+        add_without_copies(ens, y_ref, copies_any)
+        res["ensemble"]["top1_without_copies"] = ens.get("top1_without_copies", float("nan"))
+        res["test_copies"] = copies_record(ds, te, copies_any)
     res.update(provenance(cfg0))
     res.pop("config")
     res["overrides"] = list(overrides)

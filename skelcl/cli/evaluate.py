@@ -24,9 +24,16 @@ def _ensemble(args: argparse.Namespace) -> int:
         raise ConfigError("--ensemble combines linear probes: use it with --protocol linear")
     data = [f"data.{k}={v}" for k, v in (("dataset", args.dataset), ("root", args.root), ("protocol", args.split)) if v]
     res = evaluate_ensemble([args.checkpoint, *args.ensemble], out_dir=args.out, overrides=data + args.overrides)
-    rows = [[m["run"], m["top1"], m["top5"]] for m in res["members"]]
-    rows.append(["ensemble (mean softmax)", res["ensemble"]["top1"], res["ensemble"]["top5"]])
-    print(markdown_table([f"{res['dataset']} {res['protocol']} linear probe", "top-1 %", "top-5 %"], rows))
+    copies = res.get("test_copies")
+    rows = [[m["run"], m["top1"], m["top5"]] + ([m.get("top1_without_copies", "—")] if copies else [])
+            for m in res["members"]]
+    e = res["ensemble"]
+    rows.append(["ensemble (mean softmax)", e["top1"], e["top5"]] + ([e["top1_without_copies"]] if copies else []))
+    header = [f"{res['dataset']} {res['protocol']} linear probe", "top-1 %", "top-5 %"]
+    print(markdown_table(header + ([f"top-1 % without the {copies['count']} copies"] if copies else []), rows))
+    if copies:
+        print(f"\n{copies['count']} of the {copies['test']} test sequences are exact copies of training sequences; "
+              "the last column leaves them out.")
     print(f"\nensemble.json in {res['out_dir']}")
     return 0
 
