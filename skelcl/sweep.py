@@ -733,6 +733,10 @@ def display_axes(spec: SweepSpec) -> list[str]:
     return keys
 
 
+# per-row metrics of a sweep table (CSV columns <metric>_mean / _std)
+METRICS = ("top1", "top5", "knn_top1", "random_top1", "final_loss", "seconds", "top1_without_copies")
+
+
 def _metric(res: dict[str, Any], rep: str, *path: str) -> float | None:
     node: Any = res.get("representations", {}).get(rep, res) if path[0] in ("linear", "knn") else res
     for p in path:
@@ -757,8 +761,9 @@ def collect_rows(spec: SweepSpec, tasks: Sequence[Task]) -> list[dict[str, Any]]
             if spec.representations:
                 values[REPRESENTATION_AXIS] = rep
             m: dict[str, dict[tuple[int, str | None], float | None]] = {
-                k: {} for k in ("top1", "top5", "knn_top1", "random_top1", "final_loss", "seconds")}
+                k: {} for k in METRICS}
             diverged = 0
+            copies = False
             curves = []
             for t, res in runs:
                 if res is None:
@@ -769,6 +774,10 @@ def collect_rows(spec: SweepSpec, tasks: Sequence[Task]) -> list[dict[str, Any]]
                     continue
                 m["top1"][key] = _metric(res, r_name, "linear", "top1")
                 m["top5"][key] = _metric(res, r_name, "linear", "top5")
+                # a split without test copies has no such figure: its top-1 is already the figure
+                wo = _metric(res, r_name, "linear", "top1_without_copies")
+                m["top1_without_copies"][key] = wo if wo is not None else m["top1"][key]
+                copies = copies or wo is not None
                 m["knn_top1"][key] = _metric(res, r_name, "knn", "top1")
                 m["random_top1"][key] = _metric(res, r_name, "baselines", "random_encoder_by_representation",
                                                 _random_rep(r_name), "linear", "top1")
@@ -783,6 +792,8 @@ def collect_rows(spec: SweepSpec, tasks: Sequence[Task]) -> list[dict[str, Any]]
                                    "curves": curves}
             for k, v in m.items():
                 row[k] = aggregate(v)
+            if not copies:
+                row["top1_without_copies"] = (math.nan, math.nan, 0)
             secs = [v for v in m["seconds"].values() if v is not None]
             row["seconds_total"] = float(sum(secs))
             rows.append(row)
@@ -809,8 +820,10 @@ def markdown(spec: SweepSpec, rows: Sequence[dict[str, Any]], tasks: Sequence[Ta
     axes = display_axes(spec)
     has_knn = any(np.isfinite(r["knn_top1"][0]) for r in rows)
     has_rnd = any(np.isfinite(r["random_top1"][0]) for r in rows)
+    has_wo = any(np.isfinite(r.get("top1_without_copies", (math.nan,))[0]) for r in rows)
     header = (axes or ["point"]) + ["top-1 %", "top-5 %"] + (["kNN top-1 %"] if has_knn else []) + \
-        (["random enc. top-1 %"] if has_rnd else []) + ["final loss", "runs", "s / run"]
+        (["random enc. top-1 %"] if has_rnd else []) + (["top-1 % without test copies"] if has_wo else []) + \
+        ["final loss", "runs", "s / run"]
     body = []
     for r in rows:
         cells: list[object] = [format_value(r["values"].get(a)) for a in axes] if axes else [r["slug"]]
@@ -822,6 +835,8 @@ def markdown(spec: SweepSpec, rows: Sequence[dict[str, Any]], tasks: Sequence[Ta
             cells.append(_pm(*r["knn_top1"][:2]))
         if has_rnd:
             cells.append(_pm(*r["random_top1"][:2]))
+        if has_wo:
+            cells.append(_pm(*r["top1_without_copies"][:2]))
         fl = r["final_loss"][0]
         runs = f"{r['runs']}/{r['expected']}" + (f" ({r['diverged']} diverged)" if r["diverged"] else "")
         cells += [f"{fl:.3f}" if np.isfinite(fl) else "—", runs,
@@ -832,6 +847,9 @@ def markdown(spec: SweepSpec, rows: Sequence[dict[str, Any]], tasks: Sequence[Ta
            else "mean ± std over folds" if n_folds > 1 else "one run per point")
     note = (f"\n\n{spec.name}: linear-probe top-1 / top-5 % (final epoch, no selection on test); {how}. "
             f"runs: finished / expected; s / run: mean wall time of one run (pretraining + evaluation).")
+    if has_wo:
+        note += (" Some test splits hold exact copies of training sequences; \"without test copies\" scores "
+                 "the other test sequences (a split without copies counts as it is).")
     return markdown_table(header, body) + note
 
 
@@ -840,7 +858,7 @@ def write_csv(spec: SweepSpec, rows: Sequence[dict[str, Any]], path: Path) -> Pa
     axes = [k for k in spec.axis_keys] + ([REPRESENTATION_AXIS] if spec.representations else [])
     buf = io.StringIO()
     w = csv.writer(buf)
-    metrics = ("top1", "top5", "knn_top1", "random_top1", "final_loss", "seconds")
+    metrics = METRICS
     w.writerow(["slug"] + axes + [f"{m}_{s}" for m in metrics for s in ("mean", "std")] +
                ["runs", "expected_runs", "diverged_runs", "seconds_total"])
 
@@ -898,7 +916,7 @@ def rows_from_csv(spec: SweepSpec, path: str | Path) -> list[dict[str, Any]]:
                                "expected": count(line, "expected_runs", runs),
                                "diverged": count(line, "diverged_runs", 0),
                                "curves": [], "seconds_total": num(line.get("seconds_total"))}
-        for m in ("top1", "top5", "knn_top1", "random_top1", "final_loss", "seconds"):
+        for m in METRICS:
             row[m] = (num(line.get(f"{m}_mean")), num(line.get(f"{m}_std")), runs)
         rows.append(row)
     return rows

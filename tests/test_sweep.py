@@ -256,6 +256,37 @@ def test_table_writer_means_stds_partial_and_diverged(tmp_path):
     assert "one run per point" in markdown(parse_spec({"base": "sbu"}), collect_rows(parse_spec({"base": "sbu"}), []))
 
 
+def test_table_adds_top1_without_test_copies_where_a_split_has_them(tmp_path):
+    """A fold whose test split holds copies of training sequences reports top1_without_copies; a fold
+    without copies counts with its own top-1, and a sweep with no copies at all has no such column."""
+    spec = parse_spec({"name": "fake", "base": "nucla", "axes": {"model.layers": [1, 2]},
+                       "seeds": [0], "folds": ["xview", "view1"]})
+    tasks = build_tasks(spec, tmp_path / "runs")
+    for t in tasks:
+        _fake(t, 80.0 + t.point["model.layers"])
+        if t.fold == "xview":  # as N-UCLA: the xview test split holds copies
+            res = json.loads(t.results_path.read_text())
+            res["linear"]["top1_without_copies"] = 70.0 + t.point["model.layers"]
+            t.results_path.write_text(json.dumps(res))
+    rows = collect_rows(spec, tasks)
+    by = {r["values"]["model.layers"]: r for r in rows}
+    assert by[2]["top1"][0] == pytest.approx(82.0)
+    assert by[2]["top1_without_copies"][:2] == (pytest.approx(77.0), pytest.approx(5.0))  # (72 + 82) / 2
+    files = write_outputs(spec, rows, tasks, tmp_path / "out")
+    md = (tmp_path / "out" / "table.md").read_text()
+    assert "top-1 % without test copies" in md and "77.0 ± 5.0" in md and "exact copies" in md
+    back = rows_from_csv(spec, tmp_path / "out" / "table.csv")
+    assert back[1]["top1_without_copies"][0] == pytest.approx(77.0)
+    assert files
+    clean = parse_spec({"name": "clean", "base": "sbu", "axes": {"model.layers": [1]}, "seeds": [0],
+                        "folds": ["fold1"]})
+    ctasks = build_tasks(clean, tmp_path / "c")
+    _fake(ctasks[0], 50.0)
+    crows = collect_rows(clean, ctasks)
+    assert math.isnan(crows[0]["top1_without_copies"][0])
+    assert "without test copies" not in markdown(clean, crows, ctasks)
+
+
 def test_table_rebuilt_from_its_csv(tmp_path, capsys):
     """--from-csv: a saved table.csv gives back the same rows (typed axis values) and figures, running nothing."""
     spec = parse_spec({"name": "fake", "base": "sbu", "axes": {"contrast.temperature": [0.06, 0.07, 0.1, 0.5]},
