@@ -349,3 +349,17 @@ def test_pyskl_bad(tmp_path: Path) -> None:
     ds = load_dataset("pyskl", root=str(f), skip_bad=True)
     assert len(ds) == 2 and ds.split("default")[0].tolist() == [0] and ds.split("default")[1].tolist() == [1]
     assert ds.skipped[0].startswith(f"{f}: sample 1 (b)")
+
+
+def test_inspect_counts_test_sequences_that_copy_training_ones(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """As in the N-UCLA release: a v03 file whose skeletons are those of the v02 file."""
+    files = write_nucla(tmp_path / "d")
+    v02 = json.loads(files[1].read_text())
+    files[2].write_text(json.dumps({**v02, "file_name": "a01_s01_e00_v03"}))
+    assert main(["inspect", "nucla", "--root", str(tmp_path / "d")]) == 0
+    out = capsys.readouterr().out
+    assert "xview      train      2  test      1  (1 test sequence is an exact copy of a training one)" in out
+    assert "view1      train      2  test      1\n" in out  # v01 is unlike the others
+    assert main(["inspect", "nucla", "--root", str(tmp_path / "d"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["test_copies"] == {"xview": 1, "view1": 0, "view2": 1, "view3": 1}

@@ -67,8 +67,8 @@ def _inspect(args: argparse.Namespace) -> int:
         protocols = {args.protocol: [len(tr), len(te)]}
     for name, (ntr, nte) in protocols.items():
         n_copies = len(ds.test_copies(name))
-        copies = (f"  ({n_copies} test sequence{'s are exact copies' if n_copies > 1 else ' is an exact copy'} "
-                  f"of training one{'s' if n_copies > 1 else ''})" if n_copies else "")
+        copies = ("" if not n_copies else f"  ({n_copies} test sequences are exact copies of training ones)"
+                  if n_copies > 1 else "  (1 test sequence is an exact copy of a training one)")
         print(f"protocol     {name:10s} train {ntr:6d}  test {nte:6d}{copies}")
     if ds.skipped:
         print(f"skipped      {len(ds.skipped)} bad file(s):")
