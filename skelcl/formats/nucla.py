@@ -20,8 +20,10 @@ Protocols: ``xview`` trains on views 1+2 and tests on view 3 (1020 / 464, the st
 
 Copies: in this release every v03 file of "pick up with two hands" (a02) and "drop trash" (a03) holds
 the same skeletons as the v02 file of that subject and repetition, so 95 of the 464 ``xview`` test
-sequences (and 95 of ``view2``'s) are training sequences. The data are read as released; the probes
-report top-1 with and without them (:meth:`~skelcl.store.SkeletonDataset.test_copies`).
+sequences (and 95 of ``view2``'s) are training sequences. With the default crop to 60 frames, one more
+pair becomes identical: ``a08_s01_e00``'s v01 and v02 files share their first 71 frames (one copy each
+in ``view1`` and ``view2``). The data are read as released; the probes report top-1 with and without
+the copies (:meth:`~skelcl.store.SkeletonDataset.test_copies`).
 """
 
 from __future__ import annotations
