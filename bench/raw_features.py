@@ -17,6 +17,7 @@ import torch
 
 from skelcl.config import load_config
 from skelcl.encoder import pairwise_distances
+from skelcl.experiment import add_without_copies, test_copy_mask
 from skelcl.probe import logistic_baseline
 from skelcl.train import load_data
 
@@ -36,7 +37,7 @@ def main() -> None:
     ds = load_data(cfg)
     protocol = args.protocol or cfg.data.protocol
     tr, te = ds.split(protocol)
-    copies = np.isin(te, ds.test_copies(protocol))  # test inputs identical to training ones
+    copies = test_copy_mask(ds, protocol, te)  # test inputs identical to training ones
     x = torch.from_numpy(np.asarray(ds.x, np.float32))[:, ::args.every]  # (N, T', M, V, C)
     coords = x.reshape(*x.shape[:2], -1)
     dist = pairwise_distances(coords)
@@ -48,7 +49,8 @@ def main() -> None:
     for name, f in (("coordinates", coords), ("joint distances", dist),
                     ("coordinates + distances", torch.cat([coords, dist], -1))):
         r = logistic_baseline(f[tr].numpy(), y[tr], f[te].numpy(), y[te])
-        wo = f" {(r['pred'][~copies] == y[te][~copies]).mean() * 100:.1f} |" if copies.any() else ""
+        add_without_copies(r, y[te], copies)
+        wo = f" {r.get('top1_without_copies', float('nan')):.1f} |" if copies.any() else ""
         print(f"| {name} | {f.shape[-1]} | {r['top1']:.1f} | {r['top5']:.1f} | {r['converged']} |{wo}", flush=True)
 
 

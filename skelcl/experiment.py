@@ -46,6 +46,12 @@ def copies_record(ds: SkeletonDataset, test_idx: np.ndarray, mask: np.ndarray) -
             "names": [str(names[i]) for i in which] if names is not None else [int(i) for i in which]}
 
 
+def copies_footnote(copies: dict[str, Any]) -> str:
+    """The line under a table whose last column leaves out the test copies (``copies_record``)."""
+    return (f"{copies['count']} of the {copies['test']} test sequences are exact copies of training sequences "
+            f"(first: {', '.join(map(str, copies['names'][:3]))}); the last column leaves them out.")
+
+
 def add_without_copies(r: dict[str, Any], labels: np.ndarray, mask: np.ndarray) -> None:
     """Add ``top1_without_copies`` (and ``num_without_copies``) to a probe result that has ``pred``,
     scoring only the test sequences that are not copies of training sequences."""
@@ -474,8 +480,7 @@ def format_run_summary(res: dict[str, Any]) -> str:
         rows += [e + [""] * (len(header) - len(e)) for e in extra]
     table = markdown_table(header, rows)
     if copies:
-        table += (f"\n\n{copies['count']} of the {copies['test']} test sequences are exact copies of training "
-                  f"sequences (first: {', '.join(map(str, copies['names'][:3]))}); the last column leaves them out.")
+        table += "\n\n" + copies_footnote(copies)
     skipped = res.get("unlabelled_skipped")
     if skipped:
         table += (f"\n\n{skipped['train']} training and {skipped['test']} test sequences are unlabelled (-1): "
@@ -491,5 +496,5 @@ def demo(out_dir: str | Path = "runs/demo", overrides: Sequence[str] = (), progr
 
 
 __all__ = ["demo", "embed_checkpoint", "check_input_shape", "labelled_split", "evaluate_checkpoint", "evaluate_ensemble", "evaluation_dir", "evaluate_model", "run", "format_run_summary", "write_json",
-           "test_copy_mask", "copies_record", "add_without_copies",
+           "test_copy_mask", "copies_record", "copies_footnote", "add_without_copies",
            "provenance", "random_encoder", "ContrastiveLearner"]

@@ -66,7 +66,7 @@ def _inspect(args: argparse.Namespace) -> int:
         tr, te = ds.split(args.protocol)
         protocols = {args.protocol: [len(tr), len(te)]}
     for name, (ntr, nte) in protocols.items():
-        n_copies = len(ds.test_copies(name))
+        n_copies = s["test_copies"][name]
         copies = ("" if not n_copies else f"  ({n_copies} test sequences are exact copies of training ones)"
                   if n_copies > 1 else "  (1 test sequence is an exact copy of a training one)")
         print(f"protocol     {name:10s} train {ntr:6d}  test {nte:6d}{copies}")

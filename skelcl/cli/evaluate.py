@@ -16,7 +16,7 @@ def _print_summary(res: dict, out: str) -> None:
 
 
 def _ensemble(args: argparse.Namespace) -> int:
-    from ..experiment import evaluate_ensemble
+    from ..experiment import copies_footnote, evaluate_ensemble
     from ..report import markdown_table
 
     if args.protocol != ["linear"]:
@@ -32,14 +32,13 @@ def _ensemble(args: argparse.Namespace) -> int:
     header = [f"{res['dataset']} {res['protocol']} linear probe", "top-1 %", "top-5 %"]
     print(markdown_table(header + ([f"top-1 % without the {copies['count']} copies"] if copies else []), rows))
     if copies:
-        print(f"\n{copies['count']} of the {copies['test']} test sequences are exact copies of training sequences; "
-              "the last column leaves them out.")
+        print("\n" + copies_footnote(copies))
     print(f"\nensemble.json in {res['out_dir']}")
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ..experiment import evaluate_checkpoint, probe_spread_rows
+    from ..experiment import copies_footnote, evaluate_checkpoint, probe_spread_rows
     from ..report import markdown_table
 
     if args.ensemble:
@@ -71,8 +70,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         header.append(f"top-1 % without the {copies['count']} copies")
     print(markdown_table(header, rows))
     if copies:
-        print(f"\n{copies['count']} of the {copies['test']} test sequences are exact copies of training sequences "
-              f"(first: {', '.join(map(str, copies['names'][:3]))}); the last column leaves them out.")
+        print("\n" + copies_footnote(copies))
     from pathlib import Path
     files = [f for f in ("results.json", "tsne.png", "confusion.png") if (Path(res["out_dir"]) / f).exists()]
     print(f"\n{', '.join(files)} in {res['out_dir']}")
