@@ -154,8 +154,14 @@ def split_features(model: torch.nn.Module, ds: SkeletonDataset, protocol: str, p
 def evaluate_model(model: torch.nn.Module, ds: SkeletonDataset, protocol: str, probe: ProbeConfig,
                    protocols: Sequence[str] = ("linear",), fractions: Sequence[float] = (0.01, 0.1, 0.5),
                    out_dir: str | Path | None = None, plots: bool = False, progress: bool = False,
-                   device: torch.device | None = None, title: str = "") -> dict[str, Any]:
-    """Evaluate frozen (or, for ``semi``, fine-tuned) representations on one data protocol."""
+                   device: torch.device | None = None, title: str = "",
+                   copies: np.ndarray | None = None) -> dict[str, Any]:
+    """Evaluate frozen (or, for ``semi``, fine-tuned) representations on one data protocol.
+
+    ``copies``: the protocol's :func:`test_copy_mask` (one bool per test sequence), when the caller
+    already has it; computing it hashes every sequence, so callers that evaluate the same protocol
+    several times (a run and its baselines, a reproduce cell's representations) pass it once.
+    """
     for p in protocols:
         if p not in PROTOCOLS:
             raise ConfigError(f"unknown evaluation protocol {p!r}; known: {', '.join(PROTOCOLS)}")
@@ -163,7 +169,10 @@ def evaluate_model(model: torch.nn.Module, ds: SkeletonDataset, protocol: str, p
     tr, te, skipped = labelled_split(ds, protocol)
     if any(skipped.values()):
         res["unlabelled_skipped"] = skipped  # label -1: pretraining may use them, the probes cannot
-    copies = test_copy_mask(ds, protocol, te)
+    if copies is None:
+        copies = test_copy_mask(ds, protocol, te)
+    elif len(copies) != len(te):
+        raise ValueError(f"copies has {len(copies)} entries for {len(te)} test sequences of {protocol!r}")
     if copies.any():
         res["test_copies"] = copies_record(ds, te, copies)
     t0 = time.perf_counter()
@@ -415,8 +424,10 @@ def run(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool =
     ds = pre.dataset
     device = resolve_device(cfg.train.device)
     t1 = time.perf_counter()
+    tr, te, _ = labelled_split(ds, cfg.data.protocol)
+    copies = test_copy_mask(ds, cfg.data.protocol, te)  # once for the run and its baselines
     res = evaluate_model(pre.learner, ds, cfg.data.protocol, cfg.probe, protocols, out_dir=out, plots=True,
-                         progress=False, device=device, title=cfg.name)
+                         progress=False, device=device, title=cfg.name, copies=copies)
     res["pretrain_seconds"] = t1 - t0
     res["final_loss"] = pre.metrics[-1]["loss"] if pre.metrics else None
     if baselines:
@@ -426,11 +437,10 @@ def run(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool =
         rnd_probe = replace(cfg.probe, representation={"cae+": "cae", "k": "cae", "last_k": "last_q"}.get(rep, rep))
         rnd_protocols = ("linear", "knn") if "knn" in protocols else ("linear",)
         rnd = evaluate_model(random_encoder(cfg, input_dim, int(ds.x.shape[2])), ds, cfg.data.protocol, rnd_probe,
-                             rnd_protocols, device=device)
-        tr, te, _ = labelled_split(ds, cfg.data.protocol)
+                             rnd_protocols, device=device, copies=copies)
         raw = logistic_baseline(ds.x[tr].reshape(len(tr), -1), ds.labels[tr], ds.x[te].reshape(len(te), -1),
                                 ds.labels[te], seed=cfg.train.seed)
-        add_without_copies(raw, ds.labels[te], test_copy_mask(ds, cfg.data.protocol, te))
+        add_without_copies(raw, ds.labels[te], copies)
         res["baselines"] = {"random_encoder": {p: rnd[p] for p in rnd_protocols},
                             "raw_input_logistic": _strip(raw)}
     res["seconds"] = time.perf_counter() - t0

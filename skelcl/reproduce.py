@@ -18,7 +18,8 @@ import numpy as np
 
 from .config import Config, load_config, replace_in
 from .errors import ConfigError
-from .experiment import add_without_copies, copies_record, evaluate_model, provenance, test_copy_mask, write_json
+from .experiment import (add_without_copies, copies_record, evaluate_model, labelled_split, provenance,
+                         test_copy_mask, write_json)
 from .probe import supervised_baseline
 from .report import markdown_table
 from .store import SkeletonDataset
@@ -56,16 +57,16 @@ def _cell(cfg: Config, ds: SkeletonDataset, split: str, seed: int, out: Path, pr
     device = resolve_device(cfg.train.device)
     res: dict[str, Any] = {"split": split, "seed": seed, "pretrain_seconds": time.perf_counter() - t0,
                            "final_loss": pre.metrics[-1]["loss"], "top1": {}, "top5": {}}
+    tr, te, _ = labelled_split(ds, split)
+    copies = test_copy_mask(ds, split, te)  # once for the cell's probes and baselines
     for rep, name in REPRESENTATION_ROWS:
         r = evaluate_model(pre.learner, ds, split, replace(cfg.probe, representation=rep, both_directions=False),
-                           ("linear",), device=device)
+                           ("linear",), device=device, copies=copies)
         res["top1"][name] = r["linear"]["top1"]
         res["top5"][name] = r["linear"]["top5"]
         res[f"best_epoch_top1_{name}"] = r["linear"]["best_epoch_top1"]
         if "top1_without_copies" in r["linear"]:
             res.setdefault("top1_without_copies", {})[name] = r["linear"]["top1_without_copies"]
-    tr, te = ds.split(split)
-    copies = test_copy_mask(ds, split, te)
     if copies.any():
         res["test_copies"] = copies_record(ds, te, copies)
     for cell in ("rnn", "gru", "lstm"):

@@ -548,7 +548,7 @@ def run_task(task: Task, progress: bool = False) -> dict[str, Any]:
     import torch
 
     from .config import ProbeConfig
-    from .experiment import evaluate_model, provenance, random_encoder
+    from .experiment import evaluate_model, labelled_split, provenance, random_encoder, test_copy_mask
     from .train import TrainingDiverged, pretrain, resolve_device
 
     done = read_results(task)
@@ -574,9 +574,10 @@ def run_task(task: Task, progress: bool = False) -> dict[str, Any]:
     device = resolve_device(cfg.train.device)
     t1 = time.perf_counter()
     reps: dict[str, Any] = {}
+    copies = test_copy_mask(ds, cfg.data.protocol, labelled_split(ds, cfg.data.protocol)[1])  # once per run
     for rep in task.representations:
         probe: ProbeConfig = replace(cfg.probe, representation=rep)
-        r = evaluate_model(pre.learner, ds, cfg.data.protocol, probe, task.protocols, device=device)
+        r = evaluate_model(pre.learner, ds, cfg.data.protocol, probe, task.protocols, device=device, copies=copies)
         reps[rep] = {k: r[k] for k in ("linear", "knn", "feature_dim") if k in r}
     first = reps[task.representations[0]]
     res: dict[str, Any] = {"status": "ok", "sweep": meta, "dataset": ds.name, "protocol": cfg.data.protocol,
@@ -589,7 +590,7 @@ def run_task(task: Task, progress: bool = False) -> dict[str, Any]:
         by_rep: dict[str, Any] = {}
         for rr in dict.fromkeys(_random_rep(r) for r in task.representations):
             rnd = evaluate_model(rnd_enc, ds, cfg.data.protocol, replace(cfg.probe, representation=rr), ("linear",),
-                                 device=device)
+                                 device=device, copies=copies)
             by_rep[rr] = {"linear": rnd["linear"]}
         res["baselines"] = {"random_encoder": by_rep[_random_rep(task.representations[0])],
                             "random_encoder_by_representation": by_rep}

@@ -270,6 +270,27 @@ def test_test_copies_are_reported_and_left_out_of_the_extra_figure(tmp_path, cap
     table = format_run_summary(res)
     assert "without the 30 copies" in table and "30 of the 300 test sequences are exact copies" in table
     assert f"{res['linear']['top1_without_copies']:.1f}" in table
+    # a mask the caller already has is used as given (no second hashing), and checked for length
+    from skelcl.experiment import test_copy_mask
+    mask = test_copy_mask(ds, "xsub", te)
+    again = evaluate_model(learner, ds, "xsub", cfg.probe, ("linear",), copies=mask)
+    assert again["test_copies"] == res["test_copies"]
+    assert again["linear"]["top1_without_copies"] == res["linear"]["top1_without_copies"]
+    with pytest.raises(ValueError, match="test sequences"):
+        evaluate_model(learner, ds, "xsub", cfg.probe, ("linear",), copies=mask[:-1])
+
+
+def test_a_run_hashes_its_test_split_once(tmp_path, monkeypatch):
+    """skelcl run evaluates the trained encoder and a random one on the same split: the copy check
+    (a hash of every sequence) runs once, not once per evaluation."""
+    from skelcl.store import SkeletonDataset
+    calls = []
+    orig = SkeletonDataset.test_copies
+    monkeypatch.setattr(SkeletonDataset, "test_copies", lambda self, p: calls.append(p) or orig(self, p))
+    cfg = load_config("synthetic", SMALL + ["probe.epochs=2", "optim.epochs=1"])
+    res = run(cfg, tmp_path, progress=False)
+    assert calls == [cfg.data.protocol]
+    assert "random_encoder" in res["baselines"]
 
 
 def test_reproduce_table_adds_a_table_without_copies():
