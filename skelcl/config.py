@@ -106,6 +106,10 @@ class ContrastConfig:
         drawn at random: its own second view and another camera's recording of the performance (two
         InfoNCE terms, averaged; the queue takes the own-view key). Samples without a partner use a
         second augmentation of their own sequence. ``queue`` paradigm only.
+    reconstruct: weight of a second loss term, the mean squared error of a GRU decoder that
+        rebuilds each query view's frames from its TAP alone (P&C's objective, Su et al. 2020,
+        beside InfoNCE); 0 (default) is the paper's InfoNCE alone. The decoder is trained with the
+        encoder and dropped afterwards. ``queue`` paradigm only.
     """
 
     paradigm: str = "queue"
@@ -124,6 +128,7 @@ class ContrastConfig:
     mine_after: int = 0
     symmetric: bool = False
     cross_view_both: bool = False
+    reconstruct: float = 0.0
 
 
 @dataclass

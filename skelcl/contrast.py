@@ -17,7 +17,8 @@ from torch import nn
 
 from .config import ContrastConfig, ModelConfig
 from .errors import SettingError
-from .encoder import SequenceEncoder, build_encoder
+from .augment import valid_mask
+from .encoder import SequenceDecoder, SequenceEncoder, build_encoder
 
 PARADIGMS = ("queue", "end_to_end", "memory_bank")
 HEADS = ("none", "linear", "mlp")
@@ -56,6 +57,16 @@ def info_nce(q: torch.Tensor, k_pos: torch.Tensor, negatives: torch.Tensor | Non
         positives = positives & ~exclude
     is_pos = torch.cat([torch.ones_like(positives[:, :1]), positives], 1)
     return (logits.logsumexp(1) - logits.masked_fill(~is_pos, float("-inf")).logsumexp(1)).mean()
+
+
+def reconstruction_loss(recon: torch.Tensor, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the valid frames: recon (N, T, D) against x (N, T, ...) flattened
+    to (N, T, D), lengths (N,). Padding frames count for nothing."""
+    n, t = x.shape[:2]
+    target = x.reshape(n, t, -1)
+    mask = valid_mask(lengths.to(x.device), t).to(x.dtype)[..., None]  # (N, T, 1)
+    err = (recon - target).pow(2) * mask
+    return err.sum() / (mask.sum() * target.shape[-1]).clamp(min=1)
 
 
 def mine_positives(k: torch.Tensor, queue: torch.Tensor, top: int,
@@ -176,13 +187,19 @@ class ContrastiveLearner(nn.Module):
                 raise SettingError("memory_bank needs num_samples (the training-set size)")
             bank = KeyQueue(num_samples, self.dim, cfg.normalize, gen).keys
             self.register_buffer("bank", bank)
+        self.decoder: SequenceDecoder | None = None
+        if cfg.reconstruct < 0:
+            raise SettingError(f"contrast.reconstruct is a loss weight, >= 0; got {cfg.reconstruct}")
+        if cfg.reconstruct > 0:
+            self.decoder = SequenceDecoder(self.encoder_q.output_dim, input_dim, hidden=model.hidden)
+        self.last_recon: torch.Tensor | None = None  # the last step's reconstruction error (unweighted)
         if cfg.mine_k < 0 or cfg.mine_after < 0:
             raise SettingError(f"contrast.mine_k and contrast.mine_after must be >= 0, got {cfg.mine_k}, "
                                f"{cfg.mine_after}")
         if cfg.paradigm != "queue" and (cfg.exclude_group or cfg.mine_k or cfg.symmetric
-                                        or cfg.cross_view_both):
-            raise SettingError("contrast.exclude_group, contrast.mine_k, contrast.symmetric and "
-                               "contrast.cross_view_both need paradigm queue")
+                                        or cfg.cross_view_both or cfg.reconstruct):
+            raise SettingError("contrast.exclude_group, contrast.mine_k, contrast.symmetric, "
+                               "contrast.cross_view_both and contrast.reconstruct need paradigm queue")
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -208,8 +225,13 @@ class ContrastiveLearner(nn.Module):
             bk.copy_(bq)
 
     # --- forward ------------------------------------------------------------------------
-    def _embed(self, enc: nn.Module, head: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def _embed(self, enc: nn.Module, head: nn.Module, x: torch.Tensor, lengths: torch.Tensor,
+               recon: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """(N, D) contrasted embedding of x; with ``recon`` (a list) and a decoder, also appends the
+        reconstruction error of x from its TAP (a scalar tensor)."""
         out = enc(x, lengths)
+        if recon is not None and self.decoder is not None:
+            recon.append(reconstruction_loss(self.decoder(out.pooled, x.shape[1]), x, lengths))
         if self.cfg.pool == "tap_max":
             z = head(torch.cat([out.pooled, out.peak], 1))
         else:
@@ -248,9 +270,14 @@ class ContrastiveLearner(nn.Module):
                     exclude = groups[:, None] == self.queue.groups[None, :]
                 positives = {j: mine_positives(k, negatives, cfg.mine_k, exclude) if self.mining else None
                              for j, k in keys.items()}
-            queries = {i: self._embed(self.encoder_q, self.head_q, *views[i]) for i in {a for a, _ in pairs}}
+            recon: list[torch.Tensor] = []
+            queries = {i: self._embed(self.encoder_q, self.head_q, *views[i], recon=recon)
+                       for i in {a for a, _ in pairs}}
             loss = torch.stack([info_nce(queries[a], keys[b], negatives, cfg.temperature, exclude=exclude,
                                          positives=positives[b]) for a, b in pairs]).mean()
+            if recon:
+                self.last_recon = torch.stack(recon).mean()
+                loss = loss + cfg.reconstruct * self.last_recon
             self.queue.enqueue(_gather_all(keys[1]), _gather_all(groups) if exclude is not None else None)
             return loss
         q = self._embed(self.encoder_q, self.head_q, xq, lengths)  # (N, D)

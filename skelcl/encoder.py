@@ -240,6 +240,32 @@ class SequenceEncoder(nn.Module):
                              peak_of=lambda: masked_max(states, lengths))
 
 
+class SequenceDecoder(nn.Module):
+    """Rebuild a whole sequence from one code vector (the reconstruction term of
+    ``contrast.reconstruct``).
+
+    A GRU whose initial state is a linear map of the code and whose input is only the frame's
+    position (t / T), so every detail of the T frames has to come from the code: the encoder is
+    pushed to keep in its pooled representation what a contrastive loss alone may drop (the
+    fine motion of P&C, Su et al. 2020, which trains such a decoder alone).
+
+    Input: code (N, E), frames T. Output: (N, T, D) reconstructed frame vectors.
+    """
+
+    def __init__(self, code_dim: int, out_dim: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.init = nn.Linear(code_dim, hidden)
+        self.rnn = nn.GRU(1, hidden, batch_first=True)
+        self.out = nn.Linear(hidden, out_dim)
+
+    def forward(self, code: torch.Tensor, frames: int) -> torch.Tensor:
+        n = code.shape[0]
+        pos = torch.linspace(0.0, 1.0, frames, device=code.device, dtype=code.dtype)
+        h0 = torch.tanh(self.init(code))[None]  # (1, N, H)
+        states, _ = self.rnn(pos.view(1, frames, 1).expand(n, frames, 1).contiguous(), h0)
+        return self.out(states)
+
+
 ENCODERS = ("rnn", "gcn")
 
 

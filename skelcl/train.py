@@ -497,6 +497,7 @@ class Pretrainer:
         # a NaN check reads the loss back: every step on the CPU (free), every 25 steps on a GPU
         self.check_every = 1 if device.type == "cpu" else 25
         self.loss_sum = torch.zeros((), device=device)
+        self.recon_sum = torch.zeros((), device=device)  # contrast.reconstruct: the decoder's error
 
     # --- epochs and batches --------------------------------------------------------------
     def begin_epoch(self, epoch: int) -> torch.Tensor:
@@ -506,6 +507,7 @@ class Pretrainer:
         self.aug_gen.manual_seed(_rank_seed(es, self.dist.rank))
         torch.manual_seed(es)  # memory-bank negative draws (same on every rank)
         self.loss_sum = torch.zeros((), device=self.device)
+        self.recon_sum = torch.zeros((), device=self.device)
         self.learner.set_epoch(epoch)
         return torch.randperm(self.n, generator=self.perm_gen)
 
@@ -563,6 +565,8 @@ class Pretrainer:
         """
         loss = self.step(self.batch_indices(order, b))
         self.loss_sum += loss
+        if self.learner.last_recon is not None:
+            self.recon_sum += self.learner.last_recon.detach().float()
         if (b + 1) % self.check_every == 0 or b == self.steps - 1:
             if not bool(torch.isfinite(self.loss_sum)):
                 value = float(loss) if not bool(torch.isfinite(loss)) else float(self.loss_sum)
@@ -725,6 +729,8 @@ def _pretrain(cfg: Config, out: Path, resume: bool, progress: bool, dataset: Ske
         elapsed = time.perf_counter() - t0
         row = {"epoch": epoch + 1, "loss": mean_loss, "lr": lr,
                "seq_per_s": steps * bs / elapsed, "time_s": elapsed}
+        if cfg.contrast.reconstruct > 0:  # this rank's mean decoder error (its share of ``loss``, unweighted)
+            row["recon"] = float(tr.recon_sum.item() / steps)
         metrics.append(row)
         state = tr.state_dict(epoch + 1)
         if dist_info.active:  # a cheap check that every rank holds the same weights, keys and queue
@@ -739,11 +745,13 @@ def _pretrain(cfg: Config, out: Path, resume: bool, progress: bool, dataset: Ske
             _atomic_save(state, ckpt_path)
             _write_metrics(out / "metrics.csv", metrics)
             if writer is not None:
-                for k in ("loss", "lr", "seq_per_s"):
-                    writer.add_scalar(f"pretrain/{k}", row[k], epoch + 1)
+                for k in ("loss", "lr", "seq_per_s", "recon"):
+                    if k in row:
+                        writer.add_scalar(f"pretrain/{k}", row[k], epoch + 1)
                 writer.flush()
             if progress:
-                print(f"epoch {epoch + 1:3d}/{cfg.optim.epochs}  loss {row['loss']:.4f}  lr {lr:.4g}  "
+                rec = f"  recon {row['recon']:.4f}" if "recon" in row else ""
+                print(f"epoch {epoch + 1:3d}/{cfg.optim.epochs}  loss {row['loss']:.4f}{rec}  lr {lr:.4g}  "
                       f"{row['seq_per_s']:.0f} seq/s  {elapsed:.1f}s", flush=True)
             if on_epoch is not None:
                 on_epoch(epoch + 1, row)

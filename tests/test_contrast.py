@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from skelcl.config import ContrastConfig, ModelConfig
-from skelcl.contrast import ContrastiveLearner, KeyQueue, info_nce, mine_positives
+from skelcl.contrast import ContrastiveLearner, KeyQueue, info_nce, mine_positives, reconstruction_loss
 from skelcl.encoder import SequenceEncoder
 from skelcl.errors import ConfigError
 
@@ -296,7 +296,8 @@ def test_symmetric_and_two_key_losses_match_hand_computation():
 
 
 def test_mining_and_group_exclusion_need_the_queue_paradigm():
-    for bad in ({"exclude_group": True}, {"mine_k": 2}, {"symmetric": True}, {"cross_view_both": True}):
+    for bad in ({"exclude_group": True}, {"mine_k": 2}, {"symmetric": True}, {"cross_view_both": True},
+                {"reconstruct": 1.0}):
         with pytest.raises(ConfigError, match="paradigm queue"):
             ContrastiveLearner(30, ModelConfig(hidden=8), ContrastConfig(paradigm="end_to_end", **bad))
 
@@ -353,3 +354,42 @@ def test_frame_features_reject_unknown_names_the_graph_encoder_and_2d_joints():
     planar = torch.randn(2, 6, 1, 15, 2)  # 2-D poses: 30 values a frame, also a multiple of 3
     with pytest.raises(SettingError, match="C=2"):
         SequenceEncoder(30, hidden=8, frame_features="distances")(planar, torch.tensor([6, 4]))
+
+
+def test_reconstruction_loss_is_the_mean_squared_error_over_valid_frames():
+    x, lengths = _batch(n=3, t=6)
+    recon = torch.randn(3, 6, 30, generator=torch.Generator().manual_seed(1))
+    flat = x.reshape(3, 6, 30)
+    want = sum(((recon[i, :n] - flat[i, :n]) ** 2).sum() for i, n in enumerate(lengths.tolist()))
+    want = want / (int(lengths.sum()) * 30)
+    assert reconstruction_loss(recon, x, lengths).item() == pytest.approx(want.item(), rel=1e-5)
+    # padding frames do not count
+    recon2 = recon.clone()
+    recon2[0, int(lengths[0]):] += 100.0
+    assert reconstruction_loss(recon2, x, lengths).item() == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_reconstruct_adds_the_weighted_decoder_error_and_trains_encoder_and_decoder():
+    torch.manual_seed(0)
+    x, lengths = _batch(n=4)
+    xb = x.flip(1)
+    plain = ContrastiveLearner(30, ModelConfig(hidden=8), ContrastConfig(queue_size=8))
+    assert plain.decoder is None
+    learner = ContrastiveLearner(30, ModelConfig(hidden=8), ContrastConfig(queue_size=8, reconstruct=0.5))
+    assert any(k.startswith("decoder.") for k in learner.state_dict())
+    a = copy.deepcopy(learner)
+    negatives = learner.queue.keys.clone()
+    loss = learner(x, xb, lengths)
+    with torch.no_grad():
+        a.momentum_update()
+        out = a.encoder_q(x, lengths)
+        q = a._embed(a.encoder_q, a.head_q, x, lengths)
+        k = a._embed(a.encoder_k, a.head_k, xb, lengths)
+        rec = reconstruction_loss(a.decoder(out.pooled, x.shape[1]), x, lengths)
+    want = info_nce(q, k, negatives, 0.2).item() + 0.5 * rec.item()
+    assert loss.item() == pytest.approx(want, rel=1e-5)
+    loss.backward()
+    assert all(p.grad is not None for p in learner.decoder.parameters())
+    assert all(p.grad is not None for p in learner.encoder_q.parameters())
+    with pytest.raises(ConfigError, match=">= 0"):
+        ContrastiveLearner(30, ModelConfig(hidden=8), ContrastConfig(reconstruct=-1.0))

@@ -71,6 +71,18 @@ def test_distance_features_survive_the_checkpoint_round_trip(tmp_path):
     assert feats.shape == (32, 32) and np.isfinite(feats).all()
 
 
+def test_reconstruction_term_is_logged_lowered_and_survives_the_checkpoint(tmp_path):
+    res = pretrain(tiny_config(**{"optim.epochs": 6, "contrast.reconstruct": 1.0}), tmp_path,
+                   dataset=tiny_dataset(), progress=False)
+    recon = [r["recon"] for r in res.metrics]
+    assert recon[-1] < 0.97 * recon[0], recon  # the decoder learns (slowly: random walks are hard to rebuild)
+    assert all(r["loss"] > r["recon"] for r in res.metrics)  # InfoNCE + 1.0 x recon
+    assert "recon" in (tmp_path / "metrics.csv").read_text().splitlines()[0]
+    learner, cfg = load_checkpoint(tmp_path)
+    assert cfg.contrast.reconstruct == 1.0 and learner.decoder is not None
+    torch.testing.assert_close(learner.decoder.out.weight, res.learner.decoder.out.weight)
+
+
 def _weights(path: Path) -> dict:
     return torch.load(path / "checkpoint.pt", weights_only=True)["learner"]
 
