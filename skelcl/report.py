@@ -41,8 +41,11 @@ def plot_loss_curve(epochs: Sequence[float], losses: Sequence[float], path: str 
 
 
 def plot_tsne(features: np.ndarray, labels: np.ndarray, path: str | Path, class_names: Sequence[str] | None = None,
-              title: str = "t-SNE of features", seed: int = 0, max_points: int = 3000) -> Path:
-    """2-D t-SNE (scikit-learn) of (N, E) features coloured by class; label -1 (unlabelled) is grey."""
+              title: str = "t-SNE of features", seed: int = 0, max_points: int = 3000,
+              marked: np.ndarray | None = None, marked_label: str = "marked") -> Path:
+    """2-D t-SNE (scikit-learn) of (N, E) features coloured by class; label -1 (unlabelled) is grey.
+    ``marked`` (N,) bool: points drawn with a black cross over their class colour (test sequences
+    that copy a training sequence), named ``marked_label`` in the legend."""
     from sklearn.manifold import TSNE
 
     plt = _plt()
@@ -50,6 +53,7 @@ def plot_tsne(features: np.ndarray, labels: np.ndarray, path: str | Path, class_
     if len(features) > max_points:
         keep = rng.choice(len(features), max_points, replace=False)
         features, labels = features[keep], labels[keep]
+        marked = marked[keep] if marked is not None else None
     f = (features - features.mean(0)) / (features.std(0) + 1e-8)
     emb = TSNE(n_components=2, init="pca", random_state=seed,
                perplexity=min(30.0, max(2.0, (len(f) - 1) / 3))).fit_transform(f)
@@ -64,6 +68,9 @@ def plot_tsne(features: np.ndarray, labels: np.ndarray, path: str | Path, class_
         name = class_names[c] if class_names is not None and c < len(class_names) else str(c)
         k = i - int(classes[0] < 0)  # a class keeps its colour whether or not unlabelled points are drawn
         ax.scatter(emb[m, 0], emb[m, 1], s=10, color=cmap(k % cmap.N), label=name)
+    if marked is not None and marked.any():
+        ax.scatter(emb[marked, 0], emb[marked, 1], s=14, marker="x", color="black", linewidths=0.6,
+                   label=f"{marked_label} ({int(marked.sum())})", zorder=3)
     if len(classes) <= 20:
         ax.legend(fontsize=7, markerscale=1.5, loc="best", ncol=2 if len(classes) > 10 else 1)
     ax.set_title(title)

@@ -273,8 +273,13 @@ def test_test_copies_are_reported_and_left_out_of_the_extra_figure(tmp_path, cap
     # a mask the caller already has is used as given (no second hashing), and checked for length
     from skelcl.experiment import test_copy_mask
     mask = test_copy_mask(ds, "xsub", te)
-    again = evaluate_model(learner, ds, "xsub", cfg.probe, ("linear",), copies=mask)
+    again = evaluate_model(learner, ds, "xsub", cfg.probe, ("linear",), copies=mask, out_dir=tmp_path, plots=True)
     assert again["test_copies"] == res["test_copies"]
+    wo = np.array(again["linear"]["confusion_without_copies"])
+    assert wo.sum() == len(te) - 30 and (np.array(again["linear"]["confusion"]) >= wo).all()
+    assert np.trace(wo) / wo.sum() * 100 == pytest.approx(again["linear"]["top1_without_copies"])
+    for png in ("confusion.png", "confusion-without-copies.png", "tsne.png"):
+        assert (tmp_path / png).stat().st_size > 0, png
     assert again["linear"]["top1_without_copies"] == res["linear"]["top1_without_copies"]
     with pytest.raises(ValueError, match="test sequences"):
         evaluate_model(learner, ds, "xsub", cfg.probe, ("linear",), copies=mask[:-1])
