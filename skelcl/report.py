@@ -20,7 +20,8 @@ def _plt():
 
 
 def plot_loss_curve(epochs: Sequence[float], losses: Sequence[float], path: str | Path, title: str = "loss",
-                    curves: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None) -> Path:
+                    curves: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+                    ylabel: str = "InfoNCE loss") -> Path:
     """A loss-vs-epoch line plot (several named curves overlaid when ``curves`` is given)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
@@ -31,7 +32,7 @@ def plot_loss_curve(epochs: Sequence[float], losses: Sequence[float], path: str 
     else:
         ax.plot(epochs, losses, marker=".", color="tab:blue")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("InfoNCE loss")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -151,10 +151,19 @@ def _write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
     os.replace(tmp, path)
 
 
-def _plot_loss(path: Path, rows: list[dict[str, float]], title: str) -> None:
+def _plot_loss(path: Path, rows: list[dict[str, float]], title: str, recon_weight: float = 0.0) -> None:
+    """loss.png: the loss per epoch; with ``contrast.reconstruct`` its two terms and their sum."""
     from .report import plot_loss_curve
 
-    plot_loss_curve([r["epoch"] for r in rows], [r["loss"] for r in rows], path, title=title)
+    epochs, loss = [r["epoch"] for r in rows], [r["loss"] for r in rows]
+    if recon_weight > 0 and all("recon" in r for r in rows):
+        recon = [r["recon"] for r in rows]
+        curves = {"total": (epochs, loss),
+                  "InfoNCE": (epochs, [a - recon_weight * b for a, b in zip(loss, recon)]),
+                  f"reconstruction MSE (weight {recon_weight:g})": (epochs, recon)}
+        plot_loss_curve(epochs, loss, path, title=title, curves=curves, ylabel="loss")
+        return
+    plot_loss_curve(epochs, loss, path, title=title)
 
 
 @dataclass
@@ -759,7 +768,8 @@ def _pretrain(cfg: Config, out: Path, resume: bool, progress: bool, dataset: Ske
     if writer is not None:
         writer.close()
     if main and metrics:
-        _plot_loss(out / "loss.png", metrics, f"{cfg.name}: contrastive loss")
+        what = "InfoNCE + reconstruction" if cfg.contrast.reconstruct > 0 else "contrastive loss"
+        _plot_loss(out / "loss.png", metrics, f"{cfg.name}: {what}", cfg.contrast.reconstruct)
     if main and metrics and int(metrics[-1]["epoch"]) >= cfg.optim.epochs:
         export_encoder(learner, cfg, out / ENCODER_FILE)
     _barrier(dist_info)  # no rank leaves before rank 0 has written its files
