@@ -276,8 +276,9 @@ class ContrastiveLearner(nn.Module):
             loss = torch.stack([info_nce(queries[a], keys[b], negatives, cfg.temperature, exclude=exclude,
                                          positives=positives[b]) for a, b in pairs]).mean()
             if recon:
-                self.last_recon = torch.stack(recon).mean()
-                loss = loss + cfg.reconstruct * self.last_recon
+                rec = torch.stack(recon).mean()
+                self.last_recon = rec.detach()
+                loss = loss + cfg.reconstruct * rec
             self.queue.enqueue(_gather_all(keys[1]), _gather_all(groups) if exclude is not None else None)
             return loss
         q = self._embed(self.encoder_q, self.head_q, xq, lengths)  # (N, D)

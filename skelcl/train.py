@@ -575,7 +575,7 @@ class Pretrainer:
         loss = self.step(self.batch_indices(order, b))
         self.loss_sum += loss
         if self.learner.last_recon is not None:
-            self.recon_sum += self.learner.last_recon.detach().float()
+            self.recon_sum += self.learner.last_recon.float()
         if (b + 1) % self.check_every == 0 or b == self.steps - 1:
             if not bool(torch.isfinite(self.loss_sum)):
                 value = float(loss) if not bool(torch.isfinite(loss)) else float(self.loss_sum)
