@@ -133,7 +133,12 @@ class ContrastConfig:
 
 @dataclass
 class OptimConfig:
-    """SGD with a step schedule (paper IV-B1)."""
+    """SGD with a learning-rate schedule (paper IV-B1: steps).
+
+    schedule: ``step`` (the paper's: lr x ``gamma`` at each of ``milestones``) or ``cosine`` (lr
+        decays to 0 along a half cosine over the epochs after the warm-up; ``milestones`` unused).
+    warmup: epochs of linear warm-up from lr / (warmup + 1) before the schedule starts (0: none).
+    """
 
     lr: float = 0.01
     momentum: float = 0.9
@@ -142,6 +147,8 @@ class OptimConfig:
     milestones: list[int] = field(default_factory=lambda: [30])
     gamma: float = 0.1
     batch_size: int = 32
+    schedule: str = "step"
+    warmup: int = 0
 
 
 @dataclass

@@ -415,9 +415,29 @@ def build_optimizer(cfg: Config, learner: ContrastiveLearner) -> tuple[torch.opt
         opt = torch.optim.SGD(params, fused=True, **kw)
     except (RuntimeError, TypeError, ValueError):  # a device or PyTorch without fused SGD
         opt = torch.optim.SGD(params, **kw)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.optim.milestones),
-                                                 gamma=cfg.optim.gamma)
-    return opt, sched
+    return opt, build_schedule(cfg, opt)
+
+
+SCHEDULES = ("step", "cosine")
+
+
+def build_schedule(cfg: Config, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    """The epoch-wise lr schedule of ``cfg.optim`` (stepped once per epoch): the paper's steps, or a
+    cosine decay; either after ``optim.warmup`` epochs of linear warm-up."""
+    o = cfg.optim
+    if o.schedule not in SCHEDULES:
+        raise ConfigError(f"optim.schedule must be one of {', '.join(SCHEDULES)}, got {o.schedule!r}")
+    if not 0 <= o.warmup < o.epochs:
+        raise ConfigError(f"optim.warmup must be in [0, optim.epochs={o.epochs}), got {o.warmup}")
+    lrs = torch.optim.lr_scheduler
+    if o.schedule == "cosine":
+        main: lrs.LRScheduler = lrs.CosineAnnealingLR(opt, T_max=o.epochs - o.warmup)
+    else:
+        main = lrs.MultiStepLR(opt, milestones=[m - o.warmup for m in o.milestones], gamma=o.gamma)
+    if o.warmup == 0:
+        return main
+    warm = lrs.LinearLR(opt, start_factor=1.0 / (o.warmup + 1), total_iters=o.warmup)
+    return lrs.SequentialLR(opt, [warm, main], milestones=[o.warmup])
 
 
 class Pretrainer:

@@ -1,5 +1,6 @@
 """Pretraining: the loss falls, checkpoints are plain dicts, resume is bit-identical, NaN stops cleanly."""
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ from skelcl.contrast import ContrastiveLearner
 from skelcl.layouts import custom_layout
 from skelcl.store import SkeletonDataset
 from skelcl.errors import ConfigError
-from skelcl.train import Pretrainer, TrainingDiverged, load_checkpoint, group_ids, partner_table, pretrain, train_indices
+from skelcl.train import (Pretrainer, TrainingDiverged, build_schedule, load_checkpoint, group_ids, partner_table,
+                          pretrain, train_indices)
 
 
 def tiny_dataset(n=96, t=16, seed=0) -> SkeletonDataset:
@@ -87,9 +89,10 @@ def _weights(path: Path) -> dict:
     return torch.load(path / "checkpoint.pt", weights_only=True)["learner"]
 
 
-def test_interrupted_and_resumed_run_is_bit_identical(tmp_path):
+@pytest.mark.parametrize("extra", [{}, {"optim.schedule": "cosine", "optim.warmup": 3}])
+def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, extra):
     ds = tiny_dataset()
-    cfg = tiny_config()
+    cfg = tiny_config(**extra)  # with warm-up the cut falls inside it
     pretrain(cfg, tmp_path / "full", dataset=ds, progress=False)
     pretrain(cfg, tmp_path / "cut", dataset=ds, progress=False, stop_after=2)
     assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["epoch"] == 2
@@ -233,3 +236,29 @@ def test_pretrain_on_all_takes_the_test_split_too():
     assert Pretrainer(tiny_config(**{"data.protocol": "xview", "data.pretrain_on": "all"}), ds).n == 12
     with pytest.raises(ConfigError, match="pretrain_on"):
         train_indices(ds, "xview", "test")
+
+
+def _lrs(**over) -> list[float]:
+    cfg = tiny_config(**{"optim.lr": 0.1, "optim.epochs": 10, **over})
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.optim.lr)
+    sched, out = build_schedule(cfg, opt), []
+    for _ in range(cfg.optim.epochs):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_lr_schedules_follow_their_formulas():
+    assert _lrs(**{"optim.milestones": "[6]"}) == pytest.approx([0.1] * 6 + [0.01] * 4)
+    assert _lrs(**{"optim.schedule": "cosine"}) == pytest.approx(
+        [0.05 * (1 + math.cos(math.pi * e / 10)) for e in range(10)])
+    # warm-up: lr / (w + 1), 2 lr / (w + 1), ... then the schedule over the remaining epochs;
+    # step milestones stay in absolute epochs
+    assert _lrs(**{"optim.schedule": "cosine", "optim.warmup": 2}) == pytest.approx(
+        [0.1 / 3, 0.2 / 3] + [0.05 * (1 + math.cos(math.pi * e / 8)) for e in range(8)])
+    assert _lrs(**{"optim.milestones": "[6]", "optim.warmup": 2}) == pytest.approx(
+        [0.1 / 3, 0.2 / 3] + [0.1] * 4 + [0.01] * 4)
+    for bad, msg in (({"optim.schedule": "linear"}, "step, cosine"), ({"optim.warmup": 10}, "optim.warmup")):
+        with pytest.raises(ConfigError, match=msg):
+            _lrs(**bad)
