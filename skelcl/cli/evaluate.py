@@ -12,7 +12,9 @@ def _print_summary(res: dict, out: str) -> None:
 
     print()
     print(format_run_summary(res))
-    print(f"\nresults.json, loss.png, tsne.png, confusion.png in {out}")
+    from pathlib import Path
+    names = ("results.json", "loss.png", "tsne.png", "confusion.png", "confusion-without-copies.png")
+    print(f"\n{', '.join(f for f in names if (Path(out) / f).exists())} in {out}")
 
 
 def _ensemble(args: argparse.Namespace) -> int:
@@ -72,7 +74,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if copies:
         print("\n" + copies_footnote(copies))
     from pathlib import Path
-    files = [f for f in ("results.json", "tsne.png", "confusion.png") if (Path(res["out_dir"]) / f).exists()]
+    files = [f for f in ("results.json", "tsne.png", "confusion.png", "confusion-without-copies.png")
+             if (Path(res["out_dir"]) / f).exists()]
     print(f"\n{', '.join(files)} in {res['out_dir']}")
     return 0
 
