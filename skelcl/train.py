@@ -429,6 +429,9 @@ def build_schedule(cfg: Config, opt: torch.optim.Optimizer) -> torch.optim.lr_sc
         raise ConfigError(f"optim.schedule must be one of {', '.join(SCHEDULES)}, got {o.schedule!r}")
     if not 0 <= o.warmup < o.epochs:
         raise ConfigError(f"optim.warmup must be in [0, optim.epochs={o.epochs}), got {o.warmup}")
+    if o.schedule == "step" and o.warmup and any(m <= o.warmup for m in o.milestones):
+        raise ConfigError(f"optim.milestones {list(o.milestones)} must come after the {o.warmup} warm-up epochs "
+                          "(optim.warmup)")
     lrs = torch.optim.lr_scheduler
     if o.schedule == "cosine":
         main: lrs.LRScheduler = lrs.CosineAnnealingLR(opt, T_max=o.epochs - o.warmup)

@@ -259,6 +259,7 @@ def test_lr_schedules_follow_their_formulas():
         [0.1 / 3, 0.2 / 3] + [0.05 * (1 + math.cos(math.pi * e / 8)) for e in range(8)])
     assert _lrs(**{"optim.milestones": "[6]", "optim.warmup": 2}) == pytest.approx(
         [0.1 / 3, 0.2 / 3] + [0.1] * 4 + [0.01] * 4)
-    for bad, msg in (({"optim.schedule": "linear"}, "step, cosine"), ({"optim.warmup": 10}, "optim.warmup")):
+    for bad, msg in (({"optim.schedule": "linear"}, "step, cosine"), ({"optim.warmup": 10}, "optim.warmup"),
+                     ({"optim.milestones": "[2]", "optim.warmup": 3}, "after the 3 warm-up epochs")):
         with pytest.raises(ConfigError, match=msg):
             _lrs(**bad)
