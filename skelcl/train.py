@@ -761,8 +761,12 @@ def _pretrain(cfg: Config, out: Path, resume: bool, progress: bool, dataset: Ske
         elapsed = time.perf_counter() - t0
         row = {"epoch": epoch + 1, "loss": mean_loss, "lr": lr,
                "seq_per_s": steps * bs / elapsed, "time_s": elapsed}
-        if cfg.contrast.reconstruct > 0:  # this rank's mean decoder error (its share of ``loss``, unweighted)
-            row["recon"] = float(tr.recon_sum.item() / steps)
+        if cfg.contrast.reconstruct > 0:  # the mean decoder error (unweighted), over all ranks as ``loss`` is
+            recon_sum = tr.recon_sum.clone()
+            if dist_info.active:
+                torch.distributed.all_reduce(recon_sum)
+                recon_sum /= dist_info.world
+            row["recon"] = float(recon_sum.item() / steps)
         metrics.append(row)
         state = tr.state_dict(epoch + 1)
         if dist_info.active:  # a cheap check that every rank holds the same weights, keys and queue

@@ -118,6 +118,13 @@ def test_two_process_run_from_scratch_keeps_ranks_in_sync(tmp_path):
     ck = _ckpt(bank)
     assert ck["rank_fingerprints"][0] == ck["rank_fingerprints"][1]
     assert all(np.isfinite(m["loss"]) for m in ck["metrics"])
+    # the decoder of contrast.reconstruct trains on every rank; its logged error is the ranks' mean
+    rec = tmp_path / "rec"
+    _torchrun(str(cfg_file), "--out", str(rec), "--set", "contrast.reconstruct=1.0")
+    ck = _ckpt(rec)
+    assert ck["rank_fingerprints"][0] == ck["rank_fingerprints"][1]
+    assert any(k.startswith("decoder.") for k in ck["learner"])
+    assert all(0 < m["recon"] < m["loss"] for m in ck["metrics"])
 
 
 def test_batches_are_gathered_from_float16_storage_without_copying_it():
