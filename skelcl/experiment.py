@@ -188,17 +188,16 @@ def evaluate_model(model: torch.nn.Module, ds: SkeletonDataset, protocol: str, p
         res["linear"] = _strip(lin)
         # counts, rows = true class, columns = predicted (the figures behind confusion.png)
         res["linear"]["confusion"] = confusion(lin["pred"], y_te, ds.num_classes).tolist()
-        keep = ~copies
+        pred, keep = np.asarray(lin["pred"]), ~copies
         if copies.any():
-            res["linear"]["confusion_without_copies"] = confusion(np.asarray(lin["pred"])[keep], y_te[keep],
-                                                                  ds.num_classes).tolist()
+            res["linear"]["confusion_without_copies"] = confusion(pred[keep], y_te[keep], ds.num_classes).tolist()
         res["class_names"] = list(ds.class_names)
         if plots and out_dir is not None:
             out = Path(out_dir)
             plot_confusion(y_te, lin["pred"], out / "confusion.png", ds.class_names,
                            title=f"{title or ds.name} linear probe")
             if copies.any() and keep.any():
-                plot_confusion(y_te[keep], np.asarray(lin["pred"])[keep], out / "confusion-without-copies.png",
+                plot_confusion(y_te[keep], pred[keep], out / "confusion-without-copies.png",
                                ds.class_names, title=f"{title or ds.name} linear probe, without the "
                                                      f"{int(copies.sum())} test copies")
             plot_tsne(f_te, y_te, out / "tsne.png", ds.class_names,

@@ -12,6 +12,11 @@ def _print_summary(res: dict, out: str) -> None:
 
     print()
     print(format_run_summary(res))
+    _print_files(out)
+
+
+def _print_files(out: str) -> None:
+    """Name the result files an evaluation or run wrote into ``out`` (only those that exist)."""
     from pathlib import Path
     names = ("results.json", "loss.png", "tsne.png", "confusion.png", "confusion-without-copies.png")
     print(f"\n{', '.join(f for f in names if (Path(out) / f).exists())} in {out}")
@@ -73,10 +78,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(markdown_table(header, rows))
     if copies:
         print("\n" + copies_footnote(copies))
-    from pathlib import Path
-    files = [f for f in ("results.json", "tsne.png", "confusion.png", "confusion-without-copies.png")
-             if (Path(res["out_dir"]) / f).exists()]
-    print(f"\n{', '.join(files)} in {res['out_dir']}")
+    _print_files(res["out_dir"])
     return 0
 
 
