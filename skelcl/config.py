@@ -178,6 +178,12 @@ class ProbeConfig:
     both_directions: concatenate the representation of each sequence and of its time reversal
         (see :func:`skelcl.probe.encode`; width doubles). N-UCLA, ``cae_max``, seeds 0-4: see
         docs/RESULTS.md, "N-UCLA, sixth round".
+    finetune_epochs: epochs of the semi-supervised protocol's fine-tuning step. None = the released
+        code's 35 / 15 / 10 for 1% / 10% / 50% labels; any other fraction (1.0 = fine-tuning with
+        every label, the "fine-tune" protocol of later papers) needs it set.
+    finetune_lr: that step's SGD learning rate (released code: 0.01, constant).
+    finetune_augment: fine-tune on the run's pretraining augmentations (``augment``) rather than on
+        the raw sequences (the released code: raw).
     """
 
     representation: str = "cae"
@@ -195,6 +201,9 @@ class ProbeConfig:
     person_symmetric: bool = False
     both_directions: bool = False
     restarts: int = 1
+    finetune_epochs: int | None = None
+    finetune_lr: float = 0.01
+    finetune_augment: bool = False
 
 
 @dataclass

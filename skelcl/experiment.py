@@ -155,8 +155,11 @@ def evaluate_model(model: torch.nn.Module, ds: SkeletonDataset, protocol: str, p
                    protocols: Sequence[str] = ("linear",), fractions: Sequence[float] = (0.01, 0.1, 0.5),
                    out_dir: str | Path | None = None, plots: bool = False, progress: bool = False,
                    device: torch.device | None = None, title: str = "",
-                   copies: np.ndarray | None = None) -> dict[str, Any]:
+                   copies: np.ndarray | None = None, augment: Any = None) -> dict[str, Any]:
     """Evaluate frozen (or, for ``semi``, fine-tuned) representations on one data protocol.
+
+    ``augment``: the run's pretraining augmentation spec (``cfg.augment``); ``semi`` fine-tunes on it
+    when ``probe.finetune_augment`` is set.
 
     ``copies``: the protocol's :func:`test_copy_mask` (one bool per test sequence), when the caller
     already has it; computing it hashes every sequence, so callers that evaluate the same protocol
@@ -166,6 +169,8 @@ def evaluate_model(model: torch.nn.Module, ds: SkeletonDataset, protocol: str, p
         if p not in PROTOCOLS:
             raise ConfigError(f"unknown evaluation protocol {p!r}; known: {', '.join(PROTOCOLS)}")
     res: dict[str, Any] = {"dataset": ds.name, "protocol": protocol, "representation": probe.representation}
+    if "semi" in protocols and probe.finetune_augment and not augment:
+        raise ConfigError("probe.finetune_augment is set but no augmentation was given to fine-tune with")
     tr, te, skipped = labelled_split(ds, protocol)
     if any(skipped.values()):
         res["unlabelled_skipped"] = skipped  # label -1: pretraining may use them, the probes cannot
@@ -211,7 +216,9 @@ def evaluate_model(model: torch.nn.Module, ds: SkeletonDataset, protocol: str, p
         res["semi"] = {}
         for frac in fractions:
             r = semi_supervised_eval(model, ds.x, ds.lengths, ds.labels, tr, te, frac, cfg=probe,
-                                     num_classes=ds.num_classes, seed=probe.seed, device=device,
+                                     num_classes=ds.num_classes, epochs=probe.finetune_epochs,
+                                     lr=probe.finetune_lr, seed=probe.seed, device=device,
+                                     augment=augment if probe.finetune_augment else None,
                                      progress=progress)
             add_without_copies(r["step2"], ds.labels[te], copies)
             add_without_copies(r["step1"], ds.labels[te], copies)
@@ -335,7 +342,8 @@ def evaluate_checkpoint(path: str | Path, protocols: Sequence[str] = ("linear",)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     res = evaluate_model(learner.to(device), ds, cfg.data.protocol, cfg.probe, protocols, fractions,
-                         out_dir=out, plots=True, progress=progress, device=device, title=cfg.name)
+                         out_dir=out, plots=True, progress=progress, device=device, title=cfg.name,
+                         augment=cfg.augment)
     res.update(provenance(cfg))
     res["checkpoint"] = str(path)
     res["out_dir"] = str(out)
@@ -435,7 +443,7 @@ def run(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool =
     tr, te, _ = labelled_split(ds, cfg.data.protocol)
     copies = test_copy_mask(ds, cfg.data.protocol, te)  # once for the run and its baselines
     res = evaluate_model(pre.learner, ds, cfg.data.protocol, cfg.probe, protocols, out_dir=out, plots=True,
-                         progress=False, device=device, title=cfg.name, copies=copies)
+                         progress=False, device=device, title=cfg.name, copies=copies, augment=cfg.augment)
     res["pretrain_seconds"] = t1 - t0
     res["final_loss"] = pre.metrics[-1]["loss"] if pre.metrics else None
     if baselines:

@@ -663,8 +663,10 @@ def semi_supervised_eval(learner_or_encoder: nn.Module, x: ArrayLike, lengths: A
         match = [e for f, e in RELEASED_SEMI_EPOCHS.items() if math.isclose(f, fraction)]
         if not match:
             raise ProbeError(f"no default fine-tuning epochs for label fraction {fraction} (the released code "
-                             f"has {RELEASED_SEMI_EPOCHS}); pass epochs")
+                             f"has {RELEASED_SEMI_EPOCHS}); set probe.finetune_epochs")
         epochs = match[0]
+    if epochs < 1 or not lr > 0:
+        raise ProbeError(f"fine-tuning needs epochs >= 1 and lr > 0 (got epochs {epochs}, lr {lr})")
     bs = int(batch_size or cfg.batch_size)
     dev = default_device(device)
 

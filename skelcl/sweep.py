@@ -577,7 +577,8 @@ def run_task(task: Task, progress: bool = False) -> dict[str, Any]:
     copies = test_copy_mask(ds, cfg.data.protocol, labelled_split(ds, cfg.data.protocol)[1])  # once per run
     for rep in task.representations:
         probe: ProbeConfig = replace(cfg.probe, representation=rep)
-        r = evaluate_model(pre.learner, ds, cfg.data.protocol, probe, task.protocols, device=device, copies=copies)
+        r = evaluate_model(pre.learner, ds, cfg.data.protocol, probe, task.protocols, device=device, copies=copies,
+                           augment=cfg.augment)
         reps[rep] = {k: r[k] for k in ("linear", "knn", "feature_dim") if k in r}
     first = reps[task.representations[0]]
     res: dict[str, Any] = {"status": "ok", "sweep": meta, "dataset": ds.name, "protocol": cfg.data.protocol,

@@ -69,6 +69,25 @@ def test_semi_supervised_via_cli(trained, tmp_path, capsys):
     assert set(saved["semi"]) == {"0.1", "0.5"}
 
 
+def test_fine_tuning_with_every_label_via_cli(trained, tmp_path, capsys):
+    """Fraction 1 (every label): its epochs come from probe.finetune_epochs, and without them the
+    CLI says so in one line; probe.finetune_augment fine-tunes on the run's augmentations."""
+    out, _ = trained
+    assert main(["evaluate", str(out), "--protocol", "semi", "--fractions", "1", "--out", str(tmp_path / "a"),
+                 "--quiet"]) == 2
+    assert "probe.finetune_epochs" in capsys.readouterr().err
+    common = ["evaluate", str(out), "--protocol", "semi", "--fractions", "1", "--quiet", "--set", "probe.epochs=3",
+              "--set", "probe.finetune_epochs=2", "--set", "probe.finetune_lr=0.02"]
+    assert main([*common, "--out", str(tmp_path / "raw")]) == 0
+    assert main([*common, "--out", str(tmp_path / "aug"), "--set", "probe.finetune_augment=true"]) == 0
+    assert "semi 100% labels: fine-tuned" in capsys.readouterr().out
+    raw, aug = (json.loads((tmp_path / d / "results.json").read_text())["semi"]["1"] for d in ("raw", "aug"))
+    n_train = raw["step2"]["num_train"]
+    assert raw["labelled"] == aug["labelled"] == n_train
+    assert raw["epochs"] == 2 and raw["lr"] == 0.02 and len(raw["step1"]["history"]) == 2
+    assert raw["step1"]["history"] != aug["step1"]["history"]  # augmented views change every loss
+
+
 def test_unknown_protocol_and_missing_checkpoint_are_clear_errors(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "nothing")]) == 2
     assert "no checkpoint" in capsys.readouterr().err

@@ -320,6 +320,9 @@ def test_semi_supervised_eval_fields_determinism_and_no_side_effects() -> None:
     assert r2["step2"]["history"] == r["step2"]["history"]
     with pytest.raises(ValueError, match="epochs"):
         semi_supervised_eval(learner, x, lengths, y, train_idx, test_idx, fraction=0.2, cfg=cfg, device=CPU)
+    with pytest.raises(ProbeError, match="epochs >= 1"):
+        semi_supervised_eval(learner, x, lengths, y, train_idx, test_idx, fraction=0.2, cfg=cfg, epochs=0,
+                             device=CPU)
 
 
 def test_semi_supervised_eval_with_augmentation() -> None:
