@@ -418,7 +418,8 @@ def build_tasks(spec: SweepSpec, out_dir: str | Path, overrides: Sequence[str] =
         overrides: ``KEY=VALUE`` applied to every point after the spec's ``set:`` (not to axis keys).
         root: the dataset folder (``data.root``).
         seeds, folds: run only these (subsets or replacements of the spec's).
-        limit_epochs: a cheap pass: ``optim.epochs`` becomes this and the lr milestones scale with it.
+        limit_epochs: a cheap pass: ``optim.epochs`` becomes this and the lr milestones and
+            ``optim.warmup`` scale with it.
         jobs: parallel processes; sets ``train.threads = max(1, cores // jobs)`` unless the config sets it.
     """
     out = Path(out_dir)
@@ -453,7 +454,10 @@ def build_tasks(spec: SweepSpec, out_dir: str | Path, overrides: Sequence[str] =
             if limit_epochs < 1:
                 raise ConfigError(f"--limit-epochs must be >= 1, got {limit_epochs}")
             full = d["optim"]["epochs"]
-            d["optim"]["milestones"] = sorted({max(1, round(m * limit_epochs / full))
+            warm = d["optim"].get("warmup", 0)
+            if warm:  # a warm-up keeps at least one epoch, and leaves at least one after it
+                warm = d["optim"]["warmup"] = min(limit_epochs - 1, max(1, round(warm * limit_epochs / full)))
+            d["optim"]["milestones"] = sorted({max(warm + 1, round(m * limit_epochs / full))
                                                for m in d["optim"]["milestones"] if m < full})
             d["optim"]["epochs"] = limit_epochs
         if not d["train"].get("threads"):

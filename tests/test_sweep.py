@@ -79,6 +79,10 @@ def test_points_labels_list_items_and_limit_epochs(tmp_path):
     assert [t.config["contrast"]["paradigm"] for t in tasks] == ["queue", "end_to_end"]
     assert tasks[1].config["optim"]["batch_size"] == 64 and "K" not in tasks[1].config
     assert tasks[0].config["optim"]["epochs"] == 10 and tasks[0].config["optim"]["milestones"] == [7]  # 70 of 100
+    warm = build_tasks(spec, tmp_path, overrides=["optim.warmup=10", "optim.milestones=[40,70]"], limit_epochs=20)
+    assert warm[0].config["optim"]["warmup"] == 2 and warm[0].config["optim"]["milestones"] == [8, 14]
+    tiny = build_tasks(spec, tmp_path, overrides=["optim.warmup=3", "optim.milestones=[5]"], limit_epochs=2)
+    assert tiny[0].config["optim"]["warmup"] == 1 and tiny[0].config["optim"]["milestones"] == [2]
     pairs = parse_spec({"base": "sbu", "set": {"augment": ["none", "none"]},
                         "axes": {"augment.0": ["rotate", "shear"], "augment.1": ["rotate", "reverse"]}})
     tasks = build_tasks(pairs, tmp_path)

@@ -70,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the spec's)")
     p.add_argument("--folds", default=None, help="comma-separated folds, e.g. fold1 (default: the spec's)")
     p.add_argument("--limit-epochs", type=int, default=None, metavar="E",
-                   help="a cheap pass: E pretraining epochs (lr milestones scaled); use its own --out")
+                   help="a cheap pass: E pretraining epochs (lr milestones and warm-up scaled); use its own --out")
     p.add_argument("--dry-run", action="store_true", help="print the runs and their status; run nothing")
     p.add_argument("--table-only", action="store_true", help="rebuild table and figures from finished runs")
     p.add_argument("--from-csv", default=None, metavar="CSV",
