@@ -40,6 +40,7 @@ from .encoder import SequenceEncoder
 from .errors import ConfigError
 
 REPRESENTATIONS: tuple[str, ...] = ("cae", "cae+", "k", "last_q", "last_k", "cae_max")
+QUERY_REPRESENTATIONS: tuple[str, ...] = ("cae", "cae_max", "last_q")  # a bare encoder serves these
 KNN_WEIGHTINGS: tuple[str, ...] = ("similarity", "distance", "uniform")
 BEST_EPOCH_NOTE = "selected on test, for comparison with the released code only"
 # Released code: fine-tuning epochs per labelled fraction (NOTES.md, "Evaluation").
@@ -645,8 +646,10 @@ def semi_supervised_eval(learner_or_encoder: nn.Module, x: ArrayLike, lengths: A
        SGD momentum 0.9, ``lr`` 0.01 and 35 / 15 / 10 epochs for 1% / 10% / 50% as the released code
        when ``epochs`` is None). Step-1 accuracy = that fine-tuned model on the test split.
     2. Freeze the fine-tuned encoder and train a linear classifier on the COMPLETE training split with
-       the linear protocol (:func:`linear_eval`, ``cfg``) on its TAP features (``cae``). This is the
-       number the paper reports.
+       the linear protocol (:func:`linear_eval`, ``cfg``) on its ``cfg.representation`` features and
+       readout options (``cae``, the paper's TAP, when that representation needs the key encoder,
+       which fine-tuning does not keep; ``step2["representation"]`` says which). This is the number
+       the paper reports.
 
     The learner passed in is not modified. Returns dict with ``top1`` / ``top5`` (step 2, the paper's
     number), ``step1`` (``top1``, ``top5``, ``history``), ``step2`` (the full :func:`linear_eval`
@@ -678,9 +681,11 @@ def semi_supervised_eval(learner_or_encoder: nn.Module, x: ArrayLike, lengths: A
     logits = _predict(enc, head, x, lengths, test_idx, encode_batch_size, dev)
     s1_top1, s1_top5 = topk_accuracy(logits, y[test_idx], (1, 5))
 
-    ftr = encode(enc, x, lengths, "cae", encode_batch_size, dev, index=train_idx)
-    fte = encode(enc, x, lengths, "cae", encode_batch_size, dev, index=test_idx)
+    rep = cfg.representation if cfg.representation in QUERY_REPRESENTATIONS else "cae"
+    ftr, fte = (encode(enc, x, lengths, rep, encode_batch_size, dev, index=idx, person_symmetric=cfg.person_symmetric,
+                       both_directions=cfg.both_directions) for idx in (train_idx, test_idx))
     step2 = linear_eval(ftr, y[train_idx], fte, y[test_idx], cfg, num_classes, progress=progress, device=dev)
+    step2["representation"] = rep
     return {
         "top1": step2["top1"],
         "top5": step2["top5"],

@@ -320,6 +320,12 @@ def test_semi_supervised_eval_fields_determinism_and_no_side_effects() -> None:
     assert r2["step2"]["history"] == r["step2"]["history"]
     with pytest.raises(ValueError, match="epochs"):
         semi_supervised_eval(learner, x, lengths, y, train_idx, test_idx, fraction=0.2, cfg=cfg, device=CPU)
+    assert r["step2"]["representation"] == "cae"
+    for rep, used in (("cae_max", "cae_max"), ("cae+", "cae")):  # the readout, unless it needs the key encoder
+        kw_rep = dict(kw, cfg=replace(cfg, representation=rep, epochs=1), epochs=1)
+        r_rep = semi_supervised_eval(learner, x, lengths, y, train_idx, test_idx, **kw_rep)
+        assert r_rep["step2"]["representation"] == used
+        assert r_rep["step2"]["feature_dim"] == (2 if used == "cae_max" else 1) * r["step2"]["feature_dim"]
     with pytest.raises(ProbeError, match="epochs >= 1"):
         semi_supervised_eval(learner, x, lengths, y, train_idx, test_idx, fraction=0.2, cfg=cfg, epochs=0,
                              device=CPU)

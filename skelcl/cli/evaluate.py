@@ -71,7 +71,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         rows.append(row(f"kNN k={res['knn'].get('k')}", res["knn"]))
     for frac, r in res.get("semi", {}).items():
         rows.append(row(f"semi {float(frac) * 100:g}% labels: fine-tuned", r["step1"]))
-        rows.append(row(f"semi {float(frac) * 100:g}% labels: + linear on all", r["step2"]))
+        rows.append(row(f"semi {float(frac) * 100:g}% labels: + linear on all "
+                        f"({r['step2'].get('representation', 'cae')})", r["step2"]))
     header = [f"{res['dataset']} {res['protocol']} {res['representation']}", "top-1 %", "top-5 %"]
     if copies:
         header.append(f"top-1 % without the {copies['count']} copies")
