@@ -22,8 +22,8 @@ from .config import Config, ProbeConfig, apply_overrides, config_from_dict, load
 from .contrast import ContrastiveLearner
 from .encoder import SequenceEncoder, build_encoder
 from .errors import ConfigError
-from .probe import (confusion, encode, knn_eval, linear_eval, logistic_baseline, semi_supervised_eval, supervised_baseline,
-                    topk_accuracy)
+from .probe import (confusion, encode, knn_eval, linear_eval, logistic_baseline, semi_epochs, semi_supervised_eval,
+                    supervised_baseline, topk_accuracy)
 from .report import bounded_slug, markdown_table, plot_confusion, plot_tsne
 from .store import SkeletonDataset
 from .train import apply_threads, load_checkpoint, load_data, pretrain, resolve_device
@@ -169,8 +169,11 @@ def evaluate_model(model: torch.nn.Module, ds: SkeletonDataset, protocol: str, p
         if p not in PROTOCOLS:
             raise ConfigError(f"unknown evaluation protocol {p!r}; known: {', '.join(PROTOCOLS)}")
     res: dict[str, Any] = {"dataset": ds.name, "protocol": protocol, "representation": probe.representation}
-    if "semi" in protocols and probe.finetune_augment and not augment:
-        raise ConfigError("probe.finetune_augment is set but no augmentation was given to fine-tune with")
+    if "semi" in protocols:  # a bad fraction or missing epochs fail before any probe runs
+        for frac in fractions:
+            semi_epochs(frac, probe.finetune_epochs, probe.finetune_lr)
+        if probe.finetune_augment and not augment:
+            raise ConfigError("probe.finetune_augment is set but no augmentation was given to fine-tune with")
     tr, te, skipped = labelled_split(ds, protocol)
     if any(skipped.values()):
         res["unlabelled_skipped"] = skipped  # label -1: pretraining may use them, the probes cannot

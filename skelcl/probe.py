@@ -632,6 +632,22 @@ def _query_encoder(model: nn.Module) -> SequenceEncoder:
     return model.encoder_q if hasattr(model, "encoder_q") else model  # type: ignore[return-value]
 
 
+def semi_epochs(fraction: float, epochs: int | None = None, lr: float = 0.01) -> int:
+    """Fine-tuning epochs for a label ``fraction``: ``epochs``, or the released code's default for
+    1% / 10% / 50% when None. Checked before any work, so a bad request fails at once."""
+    if not 0.0 < fraction <= 1.0:
+        raise ProbeError(f"label fraction must be in (0, 1], got {fraction}")
+    if epochs is None:
+        match = [e for f, e in RELEASED_SEMI_EPOCHS.items() if math.isclose(f, fraction)]
+        if not match:
+            raise ProbeError(f"no default fine-tuning epochs for label fraction {fraction} (the released code "
+                             f"has {RELEASED_SEMI_EPOCHS}); set probe.finetune_epochs")
+        epochs = match[0]
+    if epochs < 1 or not lr > 0:
+        raise ProbeError(f"fine-tuning needs epochs >= 1 and lr > 0 (got epochs {epochs}, lr {lr})")
+    return int(epochs)
+
+
 def semi_supervised_eval(learner_or_encoder: nn.Module, x: ArrayLike, lengths: ArrayLike, labels: ArrayLike,
                          train_idx: np.ndarray, test_idx: np.ndarray, fraction: float,
                          cfg: ProbeConfig | None = None, num_classes: int | None = None,
@@ -662,14 +678,7 @@ def semi_supervised_eval(learner_or_encoder: nn.Module, x: ArrayLike, lengths: A
     y = _np(labels).astype(np.int64)
     num_classes = _num_classes(y[np.concatenate([train_idx, test_idx])], num_classes)
     seed = int(cfg.seed if seed is None else seed)
-    if epochs is None:
-        match = [e for f, e in RELEASED_SEMI_EPOCHS.items() if math.isclose(f, fraction)]
-        if not match:
-            raise ProbeError(f"no default fine-tuning epochs for label fraction {fraction} (the released code "
-                             f"has {RELEASED_SEMI_EPOCHS}); set probe.finetune_epochs")
-        epochs = match[0]
-    if epochs < 1 or not lr > 0:
-        raise ProbeError(f"fine-tuning needs epochs >= 1 and lr > 0 (got epochs {epochs}, lr {lr})")
+    epochs = semi_epochs(fraction, epochs, lr)
     bs = int(batch_size or cfg.batch_size)
     dev = default_device(device)
 
@@ -751,5 +760,6 @@ def supervised_baseline(cell: str, x: ArrayLike, lengths: ArrayLike, labels: Arr
 __all__ = [
     "REPRESENTATIONS", "KNN_WEIGHTINGS", "BEST_EPOCH_NOTE", "RELEASED_SEMI_EPOCHS", "ProbeError",
     "default_device", "topk_accuracy", "confusion", "encode", "standardize", "linear_eval", "knn_eval",
-    "logistic_baseline", "balanced_subset", "finetune", "semi_supervised_eval", "supervised_baseline",
+    "logistic_baseline", "balanced_subset", "finetune", "semi_epochs", "semi_supervised_eval",
+    "supervised_baseline",
 ]

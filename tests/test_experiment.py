@@ -73,9 +73,9 @@ def test_fine_tuning_with_every_label_via_cli(trained, tmp_path, capsys):
     """Fraction 1 (every label): its epochs come from probe.finetune_epochs, and without them the
     CLI says so in one line; probe.finetune_augment fine-tunes on the run's augmentations."""
     out, _ = trained
-    assert main(["evaluate", str(out), "--protocol", "semi", "--fractions", "1", "--out", str(tmp_path / "a"),
-                 "--quiet"]) == 2
-    assert "probe.finetune_epochs" in capsys.readouterr().err
+    assert main(["evaluate", str(out), "--protocol", "linear,semi", "--fractions", "1", "--out", str(tmp_path / "a"),
+                 "--quiet"]) == 2  # refused before the linear probe runs
+    assert "probe.finetune_epochs" in capsys.readouterr().err and not (tmp_path / "a" / "results.json").exists()
     common = ["evaluate", str(out), "--protocol", "semi", "--fractions", "1", "--quiet", "--set", "probe.epochs=3",
               "--set", "probe.finetune_epochs=2", "--set", "probe.finetune_lr=0.02"]
     assert main([*common, "--out", str(tmp_path / "raw")]) == 0

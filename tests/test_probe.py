@@ -12,7 +12,7 @@ from skelcl.config import ContrastConfig, ModelConfig, ProbeConfig
 from skelcl.contrast import ContrastiveLearner
 from skelcl.encoder import SequenceEncoder
 from skelcl.probe import (BEST_EPOCH_NOTE, ProbeError, balanced_subset, confusion, encode, finetune, knn_eval,
-                          linear_eval, logistic_baseline, semi_supervised_eval, supervised_baseline,
+                          linear_eval, logistic_baseline, semi_epochs, semi_supervised_eval, supervised_baseline,
                           topk_accuracy)
 
 CPU = "cpu"
@@ -326,6 +326,10 @@ def test_semi_supervised_eval_fields_determinism_and_no_side_effects() -> None:
         r_rep = semi_supervised_eval(learner, x, lengths, y, train_idx, test_idx, **kw_rep)
         assert r_rep["step2"]["representation"] == used
         assert r_rep["step2"]["feature_dim"] == (2 if used == "cae_max" else 1) * r["step2"]["feature_dim"]
+    assert semi_epochs(0.1) == 15 and semi_epochs(1.0, 7) == 7
+    for frac in (0.0, 1.5):
+        with pytest.raises(ProbeError, match="fraction"):
+            semi_epochs(frac, 5)
     with pytest.raises(ProbeError, match="epochs >= 1"):
         semi_supervised_eval(learner, x, lengths, y, train_idx, test_idx, fraction=0.2, cfg=cfg, epochs=0,
                              device=CPU)
