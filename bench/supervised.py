@@ -1,10 +1,10 @@
 """A supervised recurrent encoder trained with every label: what the same architecture reaches with labels.
 
 The frozen self-supervised features are judged by a linear probe; this script puts that figure in
-proportion by training the config's encoder shape (cell, layers, hidden units, TAP readout) from
-scratch with cross entropy on the whole labelled training split, on the config's pretraining
-augmentations (``--no-augment``: raw sequences, as the supervised rows of ``skelcl reproduce``).
-Coordinates only (``model.frame_features`` is not applied). Adam, constant lr, final epoch, one line
+proportion by training the config's encoder (``model``: cell, layers, hidden units, frame features,
+input norm, as pretraining builds it) from scratch with cross entropy on the TAP of its states, on
+the whole labelled training split and the config's pretraining augmentations (``--no-augment``: raw
+sequences, as the supervised rows of ``skelcl reproduce``). Adam, constant lr, final epoch, one line
 per seed and the mean; the figure without test copies of training sequences where a split has them.
 
     python bench/supervised.py nucla --root ../shared/data/nucla --seeds 0,1,2 --epochs 150
@@ -21,7 +21,7 @@ from skelcl.config import load_config
 from skelcl.errors import SkelclError
 from skelcl.experiment import add_without_copies, labelled_split, test_copy_mask
 from skelcl.probe import supervised_baseline
-from skelcl.train import apply_threads, load_data, resolve_device
+from skelcl.train import apply_threads, load_data, resolve_device, resolve_graph
 
 
 def main() -> None:
@@ -46,16 +46,18 @@ def main() -> None:
     tr, te, _ = labelled_split(ds, protocol)
     copies = test_copy_mask(ds, protocol, te)
     device = resolve_device(cfg.train.device)
+    resolve_graph(cfg, ds)  # the gcn encoder's bones, from the dataset's joint layout
     m = cfg.model
     augment = None if args.no_augment else cfg.augment
-    print(f"{cfg.name} {protocol}: supervised {m.layers} x {m.hidden} {m.cell}, {len(tr)} labelled training "
+    shape = f"{m.layers} x {m.hidden} {m.cell}" if m.encoder == "rnn" else m.encoder
+    print(f"{cfg.name} {protocol}: supervised {shape} on {m.frame_features}, "
+          f"{len(tr)} labelled training "
           f"sequences, {len(te)} test, {args.epochs} epochs, augment {augment or 'none'}", flush=True)
     got: dict[str, list[float]] = {}
     for seed in seeds:
         t0 = time.perf_counter()
-        r = supervised_baseline(m.cell, ds.x, ds.lengths, ds.labels, tr, te, hidden=m.hidden, layers=m.layers,
-                                epochs=args.epochs, lr=args.lr, seed=seed, num_classes=ds.num_classes,
-                                device=device, augment=augment)
+        r = supervised_baseline(m.cell, ds.x, ds.lengths, ds.labels, tr, te, epochs=args.epochs, lr=args.lr,
+                                seed=seed, num_classes=ds.num_classes, device=device, augment=augment, model=m)
         add_without_copies(r, ds.labels[te], copies)
         row = {"top-1": r["top1"], "train top-1 (last epoch)": r["history"][-1]["train_top1"]}
         if "top1_without_copies" in r:

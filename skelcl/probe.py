@@ -36,7 +36,7 @@ from torch import nn
 
 from .augment import swap_two_persons, time_reversed
 from .config import ProbeConfig
-from .encoder import SequenceEncoder
+from .encoder import SequenceEncoder, build_encoder
 from .errors import ConfigError
 
 REPRESENTATIONS: tuple[str, ...] = ("cae", "cae+", "k", "last_q", "last_k", "cae_max")
@@ -716,8 +716,13 @@ def supervised_baseline(cell: str, x: ArrayLike, lengths: ArrayLike, labels: Arr
                         lr: float = 1e-3, optimizer: str = "adam", batch_size: int = 32, seed: int = 0,
                         weight_decay: float = 0.0, tap: str = "masked", grad_clip: float | None = 5.0,
                         num_classes: int | None = None, device: str | torch.device | None = None,
-                        augment: Any = None, progress: bool = False) -> dict[str, Any]:
+                        augment: Any = None, progress: bool = False, model: Any = None) -> dict[str, Any]:
     """Supervised baseline of Tables III / V: a one-layer RNN / GRU / LSTM (256 units) trained from scratch.
+
+    ``model`` (a :class:`~skelcl.config.ModelConfig`): train that encoder instead (its cell, layers,
+    frame features, input norm... as :func:`~skelcl.encoder.build_encoder` builds it for pretraining),
+    so a config's encoder can be measured with every label; ``cell`` / ``hidden`` / ``layers`` /
+    ``tap`` are then ignored.
 
     Classifier: a linear layer on the TAP of the hidden states (the representation AS-CAL's CAE uses,
     so the comparison isolates the training signal), valid frames only (``tap="masked"``; ``"all"``
@@ -730,7 +735,7 @@ def supervised_baseline(cell: str, x: ArrayLike, lengths: ArrayLike, labels: Arr
     ``hidden``, ``layers``, ``optimizer``, ``epochs``, ``lr``, ``seconds``.
     """
     t0 = time.perf_counter()
-    if cell not in ("rnn", "gru", "lstm"):
+    if model is None and cell not in ("rnn", "gru", "lstm"):
         raise ProbeError(f"unknown cell {cell!r}; known: rnn, gru, lstm")
     if optimizer not in ("adam", "sgd"):
         raise ProbeError(f"unknown optimizer {optimizer!r}; known: adam, sgd")
@@ -742,7 +747,12 @@ def supervised_baseline(cell: str, x: ArrayLike, lengths: ArrayLike, labels: Arr
     dev = default_device(device)
     input_dim = int(np.prod(x.shape[2:]))
     with _seeded(seed, dev):
-        enc = SequenceEncoder(input_dim, hidden=hidden, layers=layers, cell=cell, tap=tap).to(dev)
+        if model is not None:
+            enc = build_encoder(input_dim, model, persons=int(x.shape[2])).to(dev)
+            cell, hidden, layers, tap = (model.cell if getattr(model, "encoder", "rnn") == "rnn" else model.encoder,
+                                         model.hidden, model.layers, model.tap)
+        else:
+            enc = SequenceEncoder(input_dim, hidden=hidden, layers=layers, cell=cell, tap=tap).to(dev)
         head = _init_linear(enc.output_dim, num_classes, torch.Generator().manual_seed(seed + 2)).to(dev)
         params = list(enc.parameters()) + list(head.parameters())
         opt: torch.optim.Optimizer = (torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)

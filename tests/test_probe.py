@@ -361,6 +361,21 @@ def test_supervised_baseline_runs_and_is_deterministic(cell: str) -> None:
     assert r2["history"] == r["history"] and np.array_equal(r2["pred"], r["pred"])
 
 
+def test_supervised_baseline_trains_a_configured_encoder() -> None:
+    """``model=``: the config's encoder as pretraining builds it; the plain shape trains identically."""
+    x, lengths, y = tiny_sequences(30, 3)
+    kw = dict(epochs=2, batch_size=8, seed=0, device=CPU)
+    plain = supervised_baseline("gru", x, lengths, y, np.arange(20), np.arange(20, 30), hidden=8, layers=2, **kw)
+    same = supervised_baseline("lstm", x, lengths, y, np.arange(20), np.arange(20, 30),
+                               model=ModelConfig(cell="gru", hidden=8, layers=2), **kw)
+    assert same["history"] == plain["history"] and np.array_equal(same["pred"], plain["pred"])
+    assert (same["cell"], same["hidden"], same["layers"]) == ("gru", 8, 2)
+    dist = supervised_baseline("lstm", x, lengths, y, np.arange(20), np.arange(20, 30),
+                               model=ModelConfig(hidden=8, frame_features="coords+distances"), **kw)
+    assert dist["history"] != supervised_baseline("lstm", x, lengths, y, np.arange(20), np.arange(20, 30),
+                                                  model=ModelConfig(hidden=8), **kw)["history"]
+
+
 def test_supervised_baseline_learns_separable_task() -> None:
     x, lengths, y = tiny_sequences(90, 3, seed=0)
     r = supervised_baseline("lstm", x, lengths, y, np.arange(60), np.arange(60, 90), hidden=16, epochs=15,
