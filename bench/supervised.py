@@ -1,4 +1,4 @@
-"""A supervised recurrent encoder trained with every label: what the same architecture reaches with labels.
+"""The config's encoder trained with every label: what the same architecture reaches with labels.
 
 The frozen self-supervised features are judged by a linear probe; this script puts that figure in
 proportion by training the config's encoder (``model``: cell, layers, hidden units, frame features,
@@ -50,8 +50,7 @@ def main() -> None:
     m = cfg.model
     augment = None if args.no_augment else cfg.augment
     shape = f"{m.layers} x {m.hidden} {m.cell}" if m.encoder == "rnn" else m.encoder
-    print(f"{cfg.name} {protocol}: supervised {shape} on {m.frame_features}, "
-          f"{len(tr)} labelled training "
+    print(f"{cfg.name} {protocol}: supervised {shape} on {m.frame_features}, {len(tr)} labelled training "
           f"sequences, {len(te)} test, {args.epochs} epochs, augment {augment or 'none'}", flush=True)
     got: dict[str, list[float]] = {}
     for seed in seeds:

@@ -691,8 +691,9 @@ def semi_supervised_eval(learner_or_encoder: nn.Module, x: ArrayLike, lengths: A
     s1_top1, s1_top5 = topk_accuracy(logits, y[test_idx], (1, 5))
 
     rep = cfg.representation if cfg.representation in QUERY_REPRESENTATIONS else "cae"
-    ftr, fte = (encode(enc, x, lengths, rep, encode_batch_size, dev, index=idx, person_symmetric=cfg.person_symmetric,
-                       both_directions=cfg.both_directions) for idx in (train_idx, test_idx))
+    ftr, fte = (encode(enc, x, lengths, rep, encode_batch_size, dev, index=idx,
+                       person_symmetric=cfg.person_symmetric, both_directions=cfg.both_directions)
+                for idx in (train_idx, test_idx))
     step2 = linear_eval(ftr, y[train_idx], fte, y[test_idx], cfg, num_classes, progress=progress, device=dev)
     step2["representation"] = rep
     return {
@@ -749,8 +750,9 @@ def supervised_baseline(cell: str, x: ArrayLike, lengths: ArrayLike, labels: Arr
     with _seeded(seed, dev):
         if model is not None:
             enc = build_encoder(input_dim, model, persons=int(x.shape[2])).to(dev)
-            cell, hidden, layers, tap = (model.cell if getattr(model, "encoder", "rnn") == "rnn" else model.encoder,
-                                         model.hidden, model.layers, model.tap)
+            kind = getattr(model, "encoder", "rnn")
+            cell, hidden, layers, tap = (model.cell if kind == "rnn" else kind, model.hidden, model.layers,
+                                         model.tap)
         else:
             enc = SequenceEncoder(input_dim, hidden=hidden, layers=layers, cell=cell, tap=tap).to(dev)
         head = _init_linear(enc.output_dim, num_classes, torch.Generator().manual_seed(seed + 2)).to(dev)
