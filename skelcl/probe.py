@@ -143,7 +143,7 @@ def _encoders(model: nn.Module, representation: str) -> tuple[SequenceEncoder, S
     """(query encoder, key encoder or None) needed for ``representation``."""
     if representation not in REPRESENTATIONS:
         raise ProbeError(f"unknown representation {representation!r}; known: {', '.join(REPRESENTATIONS)}")
-    needs_key = representation in ("k", "last_k", "cae+")
+    needs_key = representation not in QUERY_REPRESENTATIONS
     if hasattr(model, "encoder_q"):
         enc_q = model.encoder_q
         enc_k = getattr(model, "encoder_k", None)
@@ -155,7 +155,7 @@ def _encoders(model: nn.Module, representation: str) -> tuple[SequenceEncoder, S
     if isinstance(model, nn.Module):
         if needs_key:
             raise ProbeError(f"representation {representation!r} needs a key encoder; a bare encoder "
-                             f"only serves 'cae', 'cae_max' and 'last_q'")
+                             f"only serves {', '.join(map(repr, QUERY_REPRESENTATIONS))}")
         return model, None  # type: ignore[return-value]
     raise TypeError(f"expected a ContrastiveLearner or a SequenceEncoder, got {type(model).__name__}")
 

@@ -455,7 +455,7 @@ def build_tasks(spec: SweepSpec, out_dir: str | Path, overrides: Sequence[str] =
                 raise ConfigError(f"--limit-epochs must be >= 1, got {limit_epochs}")
             full = d["optim"]["epochs"]
             warm = d["optim"].get("warmup", 0)
-            if warm:  # a warm-up keeps at least one epoch, and leaves at least one after it
+            if warm:  # at least one warm-up epoch and one after it (none in a one-epoch pass)
                 warm = d["optim"]["warmup"] = min(limit_epochs - 1, max(1, round(warm * limit_epochs / full)))
             d["optim"]["milestones"] = sorted({max(warm + 1, round(m * limit_epochs / full))
                                                for m in d["optim"]["milestones"] if m < full})
