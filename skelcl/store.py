@@ -22,6 +22,7 @@ from .layouts import JointLayout
 LENGTH_MODES = ("crop", "resample", "resample_all")
 CENTRE_MODES = ("joint", "first_frame", "none")
 VIEW_ALIGN_MODES = ("none", "yaw", "full")
+SCALE_MODES = ("none", "bones", "box")
 STREAMS = ("joint", "bone")
 
 
@@ -44,7 +45,11 @@ class Preprocess:
             averaged over valid frames) points along +x; ``full`` also tilts it so that person 1's
             mean hips-to-shoulders vector points along +y, removing the camera's pitch and roll
             (cameras mounted at other heights or tilts, as across N-UCLA's views).
-        scale: divide by person 1's mean bone length, making body size irrelevant.
+        scale: ``none`` (or false) keeps the units as read; ``bones`` (or true) divides by person 1's
+            mean bone length, making body size irrelevant; ``box`` maps each axis of the whole
+            sequence (every person, every valid frame) linearly onto [-1, 1] by its min and max, the
+            per-sequence normalisation of CTR-GCN's N-UCLA reader: body size, distance to the camera
+            and the extent of the motion along each axis are all removed (the aspect ratio too).
         dtype: storage dtype (``float32`` or ``float16``; batches are always float32).
         person_order: ``file`` keeps the persons in the order read (the paper); ``motion`` puts the
             person who moves most first, so that in two-person interactions slot 1 is consistently
@@ -60,7 +65,7 @@ class Preprocess:
     length_mode: str = "crop"
     centre: str = "joint"
     view_align: bool | str = "none"
-    scale: bool = False
+    scale: bool | str = "none"
     dtype: str = "float32"
     person_order: str = "file"
     stream: str = "joint"
@@ -78,6 +83,10 @@ class Preprocess:
             self.view_align = "yaw" if self.view_align else "none"
         if self.view_align not in VIEW_ALIGN_MODES:
             raise ConfigError(f"view_align must be true, false or one of {VIEW_ALIGN_MODES}, got {self.view_align!r}")
+        if isinstance(self.scale, bool):
+            self.scale = "bones" if self.scale else "none"
+        if self.scale not in SCALE_MODES:
+            raise ConfigError(f"scale must be true, false or one of {SCALE_MODES}, got {self.scale!r}")
         if self.stream not in STREAMS:
             raise ConfigError(f"stream must be one of {STREAMS}, got {self.stream!r}")
         if self.dtype not in ("float32", "float16"):
@@ -310,7 +319,9 @@ def to_canonical(
         seq = seq * frame_present[:, :, None, None]
         if pre.view_align != "none" and c == 3:
             seq = _view_align(seq, present, layout, pre.view_align == "full") * frame_present[:, :, None, None]
-        if pre.scale and layout.bones and frame_present[:, 0].any():
+        if pre.scale == "box" and frame_present.any():
+            seq = _box(seq, frame_present)
+        elif pre.scale == "bones" and layout.bones and frame_present[:, 0].any():
             p0 = seq[frame_present[:, 0], 0]
             bl = np.linalg.norm(p0[:, [a for a, _ in layout.bones]] - p0[:, [b for _, b in layout.bones]], axis=-1)
             size = float(bl.mean())
@@ -321,6 +332,17 @@ def to_canonical(
         x[i, : seq.shape[0], : seq.shape[1]] = seq
         lengths[i] = seq.shape[0]
     return x.astype(pre.dtype), lengths
+
+
+def _box(seq: np.ndarray, frame_present: np.ndarray) -> np.ndarray:
+    """(t, m, V, C) -> the same with each axis mapped onto [-1, 1] by the min and max over present
+    persons' frames; absent frames stay zero, an axis without extent is only centred."""
+    pts = seq[frame_present]  # (n, V, C)
+    lo = pts.min(axis=(0, 1))
+    hi = pts.max(axis=(0, 1))
+    span = np.where(hi - lo > 1e-8, hi - lo, 1.0)
+    out = (seq - (lo + hi) / 2) / (span / 2)
+    return out * frame_present[:, :, None, None]
 
 
 def _digest(sample: np.ndarray) -> bytes:

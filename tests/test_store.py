@@ -108,6 +108,29 @@ def test_scale_normalises_body_size():
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+def test_scale_box_maps_each_axis_onto_minus_one_one():
+    seq = _seq(7, m=2)
+    seq[5:, 1] = 0.0  # person 2 leaves after frame 5: those frames are absent, not points at 0
+    pre = Preprocess(frames=7, persons=2, centre="none", scale="box")
+    x, _ = to_canonical([seq], NTU25, pre)
+    present = np.ones((7, 2), bool)
+    present[5:, 1] = False
+    pts = x[0][present]  # (n, V, 3)
+    np.testing.assert_allclose(pts.min(axis=(0, 1)), -1.0, atol=1e-6)
+    np.testing.assert_allclose(pts.max(axis=(0, 1)), 1.0, atol=1e-6)
+    assert np.all(x[0, 5:, 1] == 0)
+    # a per-axis stretch and a shift of the input change nothing
+    y, _ = to_canonical([seq * np.array([2.0, 0.5, 3.0]) + np.array([1.0, -2.0, 4.0]) * (seq != 0)], NTU25, pre)
+    np.testing.assert_allclose(x, y, atol=1e-5)
+
+
+def test_scale_accepts_booleans_and_names():
+    assert Preprocess(scale=True).scale == "bones" and Preprocess(scale=False).scale == "none"
+    assert Preprocess(scale="box").scale == "box"
+    with pytest.raises(ConfigError, match="scale"):
+        Preprocess(scale="unit")
+
+
 @pytest.mark.parametrize("layout", [NTU25, KINECT20, SBU15])
 def test_bone_tree_reaches_every_joint_from_the_centre(layout):
     parent = bone_parents(layout)
