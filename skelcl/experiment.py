@@ -308,14 +308,21 @@ def _run_dir(path: str | Path) -> Path:
     return Path(path) if Path(path).is_dir() else Path(path).parent
 
 
+# overrides that set how the work runs, not what it computes: left out of evaluation folder names
+_RUNTIME_ONLY = frozenset({"train.threads", "train.tensorboard"})
+
+
 def evaluation_dir(path: str | Path, label: str, settings: Sequence[str] = ()) -> Path:
     """Default output folder of a re-evaluation: ``RUN/evaluations/<label>[__<settings>]``.
 
     A run's own ``results.json`` and plots hold the figures it was made with; re-probing it (another
     representation, another split) must not overwrite them. The folder name is deterministic (the
     protocol and the ``--set``/data settings, readable), so the same evaluation lands in the same
-    place; names longer than 120 characters are cut and keep a short hash of the whole.
+    place; names longer than 120 characters are cut and keep a short hash of the whole. Settings
+    of how the work runs, not what it computes (``train.threads``, ``train.tensorboard``), are left
+    out of the name.
     """
+    settings = [s for s in settings if s.split("=", 1)[0].strip() not in _RUNTIME_ONLY]
     name = bounded_slug("__".join([label, *settings]), "evaluation", fill="_", keep=",")
     return _run_dir(path) / "evaluations" / name
 

@@ -134,6 +134,8 @@ def test_evaluation_dir_names_are_safe_and_bounded(tmp_path):
     assert evaluation_dir(tmp_path, "linear", ["probe.representation=cae+"]) == \
         tmp_path / "evaluations" / "linear__probe.representation=cae+"
     assert evaluation_dir(tmp_path / "checkpoint.pt", "knn", ["augment=[a, {b: 1}]"]).name == "knn__augment=_a,_b_1"
+    assert evaluation_dir(tmp_path, "semi", ["train.threads=1", "probe.seed=2", "train.tensorboard=false"]) == \
+        tmp_path / "evaluations" / "semi__probe.seed=2"
     long = evaluation_dir(tmp_path, "linear", [f"probe.x{i}=1" for i in range(40)])
     other = evaluation_dir(tmp_path, "linear", [f"probe.x{i}=2" for i in range(40)])
     assert len(long.name) <= 120 and long != other and long.parent == tmp_path / "evaluations"
