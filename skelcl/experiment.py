@@ -374,6 +374,12 @@ def evaluate_ensemble(paths: Sequence[str | Path], out_dir: str | Path | None = 
     """
     if len(paths) < 2:
         raise ConfigError("an ensemble needs at least two runs")
+    seen: dict[Path, str] = {}
+    for path in paths:
+        key = _run_dir(path).resolve()
+        if key in seen:
+            raise ConfigError(f"{path}: the same run as {seen[key]}; an ensemble counts each run once")
+        seen[key] = str(path)
     members: list[dict[str, Any]] = []
     probs: list[np.ndarray] = []
     y_ref: np.ndarray | None = None

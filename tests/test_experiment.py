@@ -179,6 +179,15 @@ def test_ensemble_rejects_a_different_split(trained, tmp_path, capsys):
     assert json.loads((tmp_path / "ensemble.json").read_text())["protocol"] == "xsub"
 
 
+def test_ensemble_takes_several_runs_per_flag_and_counts_each_once(trained, tmp_path, capsys):
+    """`--ensemble A B` (a shell glob) adds both; the same run twice, by another spelling, is refused
+    before anything is loaded, so a glob that also matches the first run cannot double its vote."""
+    out, _ = trained
+    assert main(["evaluate", str(out), "--ensemble", str(tmp_path / "other"), str(out / "checkpoint.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "the same run as" in err and "Traceback" not in err
+
+
 def test_evaluate_cae_max_doubles_the_feature(trained, tmp_path):
     out, _ = trained
     r = evaluate_checkpoint(out, ["linear"], overrides=["probe.representation=cae_max", "probe.epochs=10"],

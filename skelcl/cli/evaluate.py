@@ -148,9 +148,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fractions", default="0.01,0.1,0.5", help="label fractions for --protocol semi")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override e.g. probe.representation=cae+ or probe.standardize=true")
-    p.add_argument("--ensemble", action="append", default=[], metavar="RUN",
-                   help="another run on the same data and split (repeatable): average the linear probes' "
-                        "softmax over all runs, e.g. a position and a velocity stream; writes ensemble.json")
+    p.add_argument("--ensemble", action="extend", nargs="+", default=[], metavar="RUN",
+                   help="other runs on the same data and split (one or more, e.g. a shell glob; repeatable): "
+                        "average the linear probes' softmax over all runs, e.g. a position and a velocity "
+                        "stream; writes ensemble.json")
     p.add_argument("--out", default=None,
                    help="where results.json and the plots go (default: RUN/evaluations/<protocol>[__<settings>], "
                         "so the run's own results.json is never overwritten)")
