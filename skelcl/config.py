@@ -138,6 +138,8 @@ class OptimConfig:
     schedule: ``step`` (the paper's: lr x ``gamma`` at each of ``milestones``) or ``cosine`` (lr
         decays to 0 along a half cosine over the epochs after the warm-up; ``milestones`` unused).
     warmup: epochs of linear warm-up from lr / (warmup + 1) before the schedule starts (0: none).
+    optimizer: ``sgd`` (the paper's, with ``momentum``) or ``adamw`` (``momentum`` unused): the
+        distillation regression (``distill``) barely moves under SGD at the contrastive lr.
     """
 
     lr: float = 0.01
@@ -149,6 +151,22 @@ class OptimConfig:
     batch_size: int = 32
     schedule: str = "step"
     warmup: int = 0
+    optimizer: str = "sgd"
+
+
+@dataclass
+class DistillConfig:
+    """Distillation of pretrained encoders into this run's encoder (:mod:`skelcl.distill`).
+
+    teachers: run folders or checkpoint files of encoders pretrained on the same dataset; empty = a
+        contrastive pretraining (the default). Non-empty: the run trains its encoder to reproduce
+        the teachers' frozen features instead.
+    group_mean: average each target over the recordings of the same performance by the other
+        cameras (datasets with ``meta["instance"]``: nucla, ntu), a view-invariant target.
+    """
+
+    teachers: list[str] = field(default_factory=list)
+    group_mean: bool = True
 
 
 @dataclass
@@ -218,6 +236,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -158,13 +158,17 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def config_diff(a: dict[str, Any], b: dict[str, Any], ignore: Sequence[str] = NEUTRAL_KEYS) -> list[str]:
-    """Dotted keys whose values differ between two config dicts, as ``key: a -> b``."""
+    """Dotted keys whose values differ between two config dicts, as ``key: a -> b``. A key that one
+    side lacks counts as its default (a run saved before the key existed)."""
+    from .config import Config
+
+    defaults = _flatten(Config().to_dict())
     fa, fb = _flatten(a), _flatten(b)
     out = []
     for k in sorted(set(fa) | set(fb)):
         if k in ignore or any(k.startswith(i + ".") for i in ignore):
             continue
-        va, vb = fa.get(k, _MISSING), fb.get(k, _MISSING)
+        va, vb = fa.get(k, defaults.get(k, _MISSING)), fb.get(k, defaults.get(k, _MISSING))
         if va != vb and not (isinstance(va, (int, float)) and isinstance(vb, (int, float)) and float(va) == float(vb)):
             out.append(f"{k}: {'(absent)' if va is _MISSING else va!r} -> {'(absent)' if vb is _MISSING else vb!r}")
     return out

@@ -407,14 +407,21 @@ class _NonFinite(Exception):
         self.step, self.value = step, value
 
 
-def build_optimizer(cfg: Config, learner: ContrastiveLearner) -> tuple[torch.optim.Optimizer, Any]:
-    """SGD with momentum and weight decay, and the step schedule (paper IV-B1)."""
+def build_optimizer(cfg: Config, learner: torch.nn.Module) -> tuple[torch.optim.Optimizer, Any]:
+    """SGD with momentum and weight decay (paper IV-B1), or AdamW (``optim.optimizer``), and the
+    schedule of ``cfg.optim``. ``learner``: any module; its trainable parameters are optimised."""
     params = [p for p in learner.parameters() if p.requires_grad]
-    kw = dict(lr=cfg.optim.lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
-    try:  # one fused kernel per step (2-3x faster than foreach on the CPU)
-        opt = torch.optim.SGD(params, fused=True, **kw)
-    except (RuntimeError, TypeError, ValueError):  # a device or PyTorch without fused SGD
-        opt = torch.optim.SGD(params, **kw)
+    opt: torch.optim.Optimizer
+    if cfg.optim.optimizer == "adamw":
+        opt = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    elif cfg.optim.optimizer == "sgd":
+        kw = dict(lr=cfg.optim.lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
+        try:  # one fused kernel per step (2-3x faster than foreach on the CPU)
+            opt = torch.optim.SGD(params, fused=True, **kw)
+        except (RuntimeError, TypeError, ValueError):  # a device or PyTorch without fused SGD
+            opt = torch.optim.SGD(params, **kw)
+    else:
+        raise ConfigError(f"optim.optimizer must be sgd or adamw, got {cfg.optim.optimizer!r}")
     return opt, build_schedule(cfg, opt)
 
 
@@ -657,10 +664,19 @@ def _load_resume(out: Path, dist_info: DistInfo) -> dict[str, Any]:
     return payload
 
 
+def _distilling(cfg: Config, out: Path, resume: bool) -> bool:
+    """Whether the run (``cfg``, or on resume the saved run's config) distils teachers."""
+    if resume and (out / CHECKPOINT).exists():
+        saved = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)["config"]
+        return bool(saved.get("distill", {}).get("teachers"))
+    return bool(cfg.distill.teachers)
+
+
 def pretrain(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
              dataset: SkeletonDataset | None = None, stop_after: int | None = None,
              on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> PretrainResult:
-    """Run (or resume) contrastive pretraining, data-parallel when launched by torchrun.
+    """Run (or resume) contrastive pretraining, data-parallel when launched by torchrun; with
+    ``distill.teachers`` set, the run distils them instead (:func:`skelcl.distill.distill`).
 
     Args:
         cfg: the resolved config.
@@ -671,6 +687,11 @@ def pretrain(cfg: Config, out_dir: str | Path, resume: bool = False, progress: b
         stop_after: stop after this many epochs in total (for tests and time-boxed runs).
         on_epoch: called on rank 0 with (epoch, metrics row) after each checkpoint.
     """
+    if _distilling(cfg, Path(out_dir), resume):
+        from .distill import distill
+
+        return distill(cfg, out_dir, resume=resume, progress=progress, dataset=dataset, stop_after=stop_after,
+                       on_epoch=on_epoch)
     dist_info = init_distributed(cfg.train.device)
     try:
         return _pretrain(cfg, Path(out_dir), resume, progress, dataset, stop_after, on_epoch, dist_info)

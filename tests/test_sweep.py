@@ -332,3 +332,17 @@ def test_table_rebuilt_from_its_csv(tmp_path, capsys):
 ])
 def test_line_plot_axis_keeps_ticks_apart(xs, scale):
     assert _auto_scale(xs) == scale
+
+
+def test_config_diff_reads_a_key_a_saved_run_lacks_as_its_default():
+    import copy
+
+    from skelcl.config import load_config
+    from skelcl.sweep import config_diff
+
+    new = load_config("synthetic").to_dict()
+    old = copy.deepcopy(new)
+    del old["optim"]["optimizer"], old["distill"]  # a run saved before these settings existed
+    assert config_diff(old, new) == []
+    new["optim"]["optimizer"] = "adamw"
+    assert config_diff(old, new) == ["optim.optimizer: 'sgd' -> 'adamw'"]

@@ -1,4 +1,4 @@
-"""CLI commands: ``evaluate``, ``embed``, ``run``, ``demo`` and ``reproduce``."""
+"""CLI commands: ``evaluate``, ``embed``, ``run``, ``distill``, ``demo`` and ``reproduce``."""
 
 from __future__ import annotations
 
@@ -105,6 +105,23 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _distill(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from ..experiment import run
+
+    cfg = config_from_args(args)
+    if not args.resume and not args.teachers:
+        raise ConfigError("give the teachers: --teachers RUN [RUN ...] (pretrained run folders or checkpoints)")
+    if args.resume and not args.out:
+        raise ConfigError("--resume needs --out, the folder of the run to continue")
+    if not args.resume:
+        cfg.distill.teachers = [str(t) for t in args.teachers]
+    out = args.out or f"runs/{cfg.name}-distilled"
+    res = run(cfg, out, resume=args.resume, progress=not args.quiet)
+    _print_summary(res, out)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from ..experiment import demo
 
@@ -180,6 +197,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue a killed run in --out")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("distill", help="train one encoder to reproduce several pretrained ones (teachers), then "
+                                       "evaluate it as `run` does")
+    add_config_args(p)
+    p.add_argument("--teachers", nargs="+", action="extend", default=[], metavar="RUN",
+                   help="run folders or checkpoints pretrained on the same dataset (a shell glob works)")
+    p.add_argument("--out", default=None, help="run folder (default runs/<config name>-distilled)")
+    p.add_argument("--resume", action="store_true", help="continue a killed run in --out (its teachers)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_distill)
 
     p = sub.add_parser("demo", help="the main job: pretrain + evaluate on the embedded synthetic set (~1-3 min)")
     p.add_argument("--out", default="runs/demo")

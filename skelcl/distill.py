@@ -1,0 +1,264 @@
+"""Distillation: one encoder (the student) learns to reproduce the frozen features of several
+pretrained encoders (the teachers), so that an ensemble's representation fits in one network.
+
+Why: on N-UCLA the strongest representation we measured is an ensemble of separately pretrained
+encoders (docs/RESULTS.md, fifteenth round), which needs every member at inference and gives no
+single embedding. Distillation stays unsupervised: the teachers are self-supervised and their
+targets are computed on the run's unlabelled pretraining sequences only; labels reach the probe
+alone.
+
+A step: a batch of pretraining sequences (B, T, M, V, C) -> the run's augmentation (one view) ->
+the student's probe representation (``probe.representation``: ``cae``, ``cae_max`` or ``last_q``)
+(B, E) -> a linear head (B, D) -> mean squared error against the targets (B, D).
+
+Targets (:func:`teacher_targets`): each teacher's frozen features of the raw sequence (its own
+data config and probe readout, as its linear probe reads it), standardised per dimension, scaled so
+that every teacher carries the same total variance and the mean dimension unit variance, then
+concatenated. With ``distill.group_mean`` each target is averaged over the recordings of the same
+performance by the other cameras (``meta["instance"]``), a view-invariant target.
+
+The run folder is a pretraining run's (``checkpoint.pt`` in the format of
+:func:`skelcl.train.load_checkpoint`, so ``skelcl evaluate`` reads it; the key encoder holds a copy
+of the student; ``metrics.csv``, ``loss.png``, ``encoder.safetensors``), and a killed run resumes
+from its last epoch. Single process (no torchrun): the teachers' features are computed once, up
+front.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import Config, apply_overrides, config_from_dict, save_config
+from .errors import ConfigError
+from .probe import _features, encode
+from .store import SkeletonDataset
+from .train import (CHECKPOINT, ENCODER_FILE, PretrainResult, _atomic_save, _epoch_seed, _plot_loss, _write_metrics,
+                    apply_threads, build_learner, build_optimizer, export_encoder, group_ids, load_checkpoint,
+                    load_data, resolve_device, resolve_graph, train_indices, BatchSource)
+
+STUDENT_READOUTS = ("cae", "cae_max", "last_q")
+
+
+def _checkpoint_file(path: str | Path) -> Path:
+    p = Path(path)
+    return p / CHECKPOINT if p.is_dir() else p
+
+
+def check_teachers(teachers: Sequence[str | Path], out_dir: str | Path | None = None) -> list[Path]:
+    """The teachers' checkpoint files (resolved), refusing a missing one, the same one twice, or
+    the run's own folder; raises ConfigError with one line."""
+    if not teachers:
+        raise ConfigError("distillation needs at least one teacher (distill.teachers: run folders or checkpoints)")
+    own = _checkpoint_file(out_dir).resolve() if out_dir is not None else None
+    seen: dict[Path, str] = {}
+    for t in teachers:
+        f = _checkpoint_file(t).resolve()
+        if not f.exists():
+            raise ConfigError(f"teacher {t}: no checkpoint at {f}")
+        if f == own:
+            raise ConfigError(f"teacher {t} is this run's own folder; a student cannot teach itself")
+        if f in seen:
+            raise ConfigError(f"teacher {t} is the same run as {seen[f]}; name each teacher once")
+        seen[f] = str(t)
+    return list(seen)
+
+
+def _rows_in(tds: SkeletonDataset, ds: SkeletonDataset, rows: np.ndarray, teacher: str) -> np.ndarray:
+    """Rows of ``tds`` (a teacher's view of the data) holding the sequences ``ds[rows]``, matched by name."""
+    a, b = tds.meta.get("name"), ds.meta.get("name")
+    if a is None or b is None:
+        if len(tds) != len(ds):
+            raise ConfigError(f"teacher {teacher}: its data has {len(tds)} sequences, this run's {len(ds)}, and "
+                              "the sequences carry no names to match them by")
+        return rows
+    pos = {n: i for i, n in enumerate(np.asarray(a).tolist())}
+    want = np.asarray(b)[rows].tolist()
+    missing = [n for n in want if n not in pos]
+    if missing:
+        raise ConfigError(f"teacher {teacher}: {len(missing)} of this run's {len(want)} pretraining sequences "
+                          f"are not in its data (first: {missing[0]!r}); teach with encoders pretrained on the "
+                          "same dataset")
+    return np.array([pos[n] for n in want], dtype=np.int64)
+
+
+def teacher_targets(teachers: Sequence[str | Path], cfg: Config, ds: SkeletonDataset, rows: np.ndarray,
+                    progress: bool = False) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """The distillation targets of the sequences ``ds[rows]``.
+
+    Each teacher reads the data with its own data config (its preprocessing), from this run's
+    ``data.root``, and its own probe readout; its features (n, E_t) are standardised per dimension
+    and scaled by sqrt(D / (k E_t)) (k teachers, D = sum E_t), so each teacher carries the same
+    weight and a dimension has unit variance on average.
+
+    Returns:
+        (n, D) float32 targets (before ``group_mean``) and one record per teacher (checkpoint,
+        encoder, readout, width).
+    """
+    device = resolve_device(cfg.train.device)
+    blocks: list[np.ndarray] = []
+    record: list[dict[str, Any]] = []
+    views: dict[str, tuple[SkeletonDataset, np.ndarray]] = {}
+    for t in teachers:
+        learner, tcfg = load_checkpoint(t)
+        if tcfg.data.dataset != cfg.data.dataset:
+            raise ConfigError(f"teacher {t} was pretrained on {tcfg.data.dataset!r}, this run reads "
+                              f"{cfg.data.dataset!r}")
+        if tcfg.probe.representation not in STUDENT_READOUTS + ("cae+", "k", "last_k"):
+            raise ConfigError(f"teacher {t}: unknown readout {tcfg.probe.representation!r}")
+        tcfg = config_from_dict(apply_overrides(tcfg.to_dict(), [f"data.root={cfg.data.root}"]))
+        key = json.dumps(tcfg.to_dict()["data"], sort_keys=True, default=str)
+        if key not in views:
+            tds = ds if tcfg.data == cfg.data else load_data(tcfg)
+            views[key] = (tds, _rows_in(tds, ds, rows, str(t)))
+        tds, trows = views[key]
+        p = tcfg.probe
+        f = encode(learner, tds.x, tds.lengths, p.representation, device=device, index=trows,
+                   person_symmetric=p.person_symmetric, both_directions=p.both_directions, progress=progress)
+        f = (f - f.mean(0)) / (f.std(0) + 1e-6)
+        blocks.append(f / np.sqrt(f.shape[1]))
+        record.append({"checkpoint": str(t), "encoder": tcfg.model.encoder, "readout": p.representation,
+                       "dim": int(f.shape[1])})
+    targets = np.concatenate(blocks, 1).astype(np.float32)
+    targets *= np.sqrt(targets.shape[1] / len(blocks))
+    return targets, record
+
+
+def group_average(targets: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """(n, D) -> (n, D): each row replaced by the mean of the rows of its group (``groups`` (n,))."""
+    g = int(groups.max()) + 1 if len(groups) else 0
+    sums = torch.zeros(g, targets.shape[1], dtype=targets.dtype).index_add_(0, groups, targets)
+    counts = torch.zeros(g, dtype=targets.dtype).index_add_(0, groups, torch.ones_like(groups, dtype=targets.dtype))
+    return sums[groups] / counts[groups, None]
+
+
+def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
+            dataset: SkeletonDataset | None = None, stop_after: int | None = None,
+            on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> PretrainResult:
+    """Train ``cfg``'s encoder on ``cfg.data``'s pretraining split to reproduce ``cfg.distill.teachers``.
+
+    Args:
+        cfg: the resolved config (``optim`` drives the regression; ``augment`` the student's view).
+        out_dir: run folder (created).
+        resume: continue from ``out_dir/checkpoint.pt`` (its config wins over ``cfg``).
+        progress: a tqdm bar per epoch and one line per epoch.
+        dataset: an already loaded dataset (else ``cfg.data`` is read).
+        stop_after: stop after this many epochs in total (tests, time-boxed runs).
+        on_epoch: called with (epoch, metrics row) after each checkpoint.
+    """
+    from .augment import build_augment
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt: dict[str, Any] | None = None
+    if resume:
+        if not (out / CHECKPOINT).exists():
+            raise ConfigError(f"--resume: no checkpoint in {out}")
+        ckpt = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
+        cfg = config_from_dict(ckpt["config"])
+    teachers = check_teachers(cfg.distill.teachers, out)
+    rep = cfg.probe.representation
+    if rep not in STUDENT_READOUTS:
+        raise ConfigError(f"distillation trains the query encoder: probe.representation must be one of "
+                          f"{', '.join(STUDENT_READOUTS)}, got {rep!r}")
+    apply_threads(cfg)
+    ds = dataset if dataset is not None else load_data(cfg)
+    resolve_graph(cfg, ds)
+    save_config(cfg, out / "config.yaml")
+    device = resolve_device(cfg.train.device)
+    rows = train_indices(ds, cfg.data.protocol, cfg.data.pretrain_on)
+    n = len(rows)
+    if n < 2:
+        raise ConfigError(f"distillation needs at least 2 pretraining sequences, got {n}")
+    t0 = time.perf_counter()
+    tgt_np, record = teacher_targets(teachers, cfg, ds, rows, progress=progress)
+    targets = torch.from_numpy(tgt_np)
+    if cfg.distill.group_mean:
+        targets = group_average(targets, group_ids(ds, rows))
+    targets = targets.to(device)
+    if progress:
+        print(f"targets: {len(teachers)} teachers, {tuple(targets.shape)} in {time.perf_counter() - t0:.0f}s",
+              flush=True)
+
+    input_dim = int(np.prod(ds.x.shape[2:]))
+    learner = build_learner(cfg, input_dim, n, persons=int(ds.x.shape[2])).to(device)
+    student = learner.encoder_q
+    data = BatchSource(ds, rows, device)
+    width = student.output_dim * (2 if rep == "cae_max" else 1)
+    head = nn.Linear(width, targets.shape[1]).to(device)
+    trained = nn.ModuleList([student, head])
+    opt, sched = build_optimizer(cfg, trained)
+    augment = build_augment(cfg.augment, joint_names=ds.layout.joints)
+    bs = min(cfg.optim.batch_size, n)
+    steps = n // bs
+    metrics: list[dict[str, float]] = []
+    start = 0
+    if ckpt is not None:
+        learner.load_state_dict(ckpt["learner"])
+        head.load_state_dict(ckpt["distill"]["head"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        metrics, start = list(ckpt["metrics"]), int(ckpt["epoch"])
+    gen = torch.Generator(device=device if device.type == "cuda" else torch.device("cpu"))
+    perm = torch.Generator()
+    total = cfg.optim.epochs if stop_after is None else min(cfg.optim.epochs, stop_after)
+    for epoch in range(start, total):
+        es = _epoch_seed(cfg.train.seed, epoch)
+        gen.manual_seed(es)
+        perm.manual_seed(es)
+        order = torch.randperm(n, generator=perm)
+        trained.train()
+        lr = opt.param_groups[0]["lr"]
+        loss_sum = torch.zeros((), device=device)
+        t1 = time.perf_counter()
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=steps, desc=f"distill {epoch + 1}/{cfg.optim.epochs}", leave=False, dynamic_ncols=True)
+        for b in range(steps):
+            sel = order[b * bs:(b + 1) * bs]
+            xb, lb, sel_d = data.get(sel)
+            pred = head(_features(student, None, rep, augment(xb, lb, gen), lb))
+            loss = nn.functional.mse_loss(pred.float(), targets[sel_d])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach()
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        mean_loss = float(loss_sum.item() / steps)
+        if not np.isfinite(mean_loss):
+            raise ConfigError(f"distillation loss became {mean_loss} at epoch {epoch + 1}; try a lower optim.lr")
+        sched.step()
+        elapsed = time.perf_counter() - t1
+        metrics.append({"epoch": epoch + 1, "loss": mean_loss, "lr": lr, "seq_per_s": steps * bs / elapsed,
+                        "time_s": elapsed})
+        if learner.encoder_k is not None:  # key readouts of the checkpoint read the student too
+            learner.encoder_k.load_state_dict(student.state_dict())
+        state = {"config": cfg.to_dict(), "epoch": epoch + 1, "input_dim": input_dim, "num_samples": n,
+                 "persons": int(student.persons), "learner": learner.state_dict(), "optimizer": opt.state_dict(),
+                 "scheduler": sched.state_dict(), "metrics": metrics,
+                 "skelcl_version": __import__("skelcl").__version__, "world_size": 1,
+                 "distill": {"head": head.state_dict(), "teachers": record}}
+        _atomic_save(state, out / CHECKPOINT)
+        _write_metrics(out / "metrics.csv", metrics)
+        if progress:
+            print(f"epoch {epoch + 1:3d}/{cfg.optim.epochs}  distillation MSE {mean_loss:.4f}  lr {lr:.4g}  "
+                  f"{elapsed:.1f}s", flush=True)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, metrics[-1])
+    if metrics:
+        _plot_loss(out / "loss.png", metrics, f"{cfg.name}: distillation MSE ({len(teachers)} teachers)")
+    if metrics and int(metrics[-1]["epoch"]) >= cfg.optim.epochs:
+        export_encoder(learner, cfg, out / ENCODER_FILE)
+    learner.eval()
+    return PretrainResult(out, learner, cfg, metrics, ds)

@@ -1,0 +1,96 @@
+"""Distillation (skelcl.distill) on the embedded synthetic set: targets, refusals, a run that the
+evaluation reads, and a resume that ends where an uninterrupted run does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from skelcl.cli import main
+from skelcl.config import load_config
+from skelcl.distill import check_teachers, distill, group_average, teacher_targets
+from skelcl.errors import ConfigError
+from skelcl.train import load_checkpoint, load_data, pretrain, train_indices
+
+SMALL = ["train.tensorboard=false", "train.device=cpu", "data.options.per_class=10", "model.hidden=32",
+         "contrast.queue_size=64"]
+STUDENT = SMALL + ["optim.optimizer=adamw", "optim.lr=0.003", "optim.epochs=4", "optim.milestones=[3]"]
+
+
+@pytest.fixture(scope="module")
+def teachers(tmp_path_factory) -> list[Path]:
+    out = []
+    for seed in (0, 1):
+        d = tmp_path_factory.mktemp(f"teacher{seed}")
+        pretrain(load_config("synthetic", SMALL + ["optim.epochs=2", f"train.seed={seed}"]), d, progress=False)
+        out.append(d)
+    return out
+
+
+def test_group_average_matches_a_hand_computation():
+    t = torch.tensor([[1.0, 2.0], [3.0, 6.0], [10.0, 0.0], [5.0, 4.0]])
+    g = torch.tensor([0, 0, 1, 0])
+    got = group_average(t, g)
+    want = torch.tensor([[3.0, 4.0], [3.0, 4.0], [10.0, 0.0], [3.0, 4.0]])
+    assert torch.allclose(got, want)
+
+
+def test_targets_give_each_teacher_equal_weight_and_unit_mean_variance(teachers):
+    cfg = load_config("synthetic", SMALL)
+    ds = load_data(cfg)
+    rows = train_indices(ds, cfg.data.protocol, cfg.data.pretrain_on)
+    tgt, record = teacher_targets(teachers, cfg, ds, rows)
+    dims = [r["dim"] for r in record]
+    assert tgt.shape == (len(rows), sum(dims)) and len(record) == 2
+    assert np.allclose(tgt.mean(0), 0.0, atol=1e-4)
+    assert tgt.var(0).mean() == pytest.approx(1.0, rel=1e-3)
+    first = tgt[:, :dims[0]]
+    assert (first ** 2).sum(1).mean() == pytest.approx((tgt ** 2).sum(1).mean() / 2, rel=1e-3)
+
+
+def test_teachers_are_refused_when_missing_repeated_or_the_run_itself(teachers, tmp_path):
+    with pytest.raises(ConfigError, match="at least one teacher"):
+        check_teachers([])
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        check_teachers([tmp_path / "nowhere"])
+    with pytest.raises(ConfigError, match="same run as"):
+        check_teachers([teachers[0], teachers[0] / "checkpoint.pt"])
+    with pytest.raises(ConfigError, match="teach itself"):
+        check_teachers([teachers[0]], out_dir=teachers[0])
+
+
+def test_a_teacher_of_another_dataset_is_refused(teachers, tmp_path):
+    ckpt = torch.load(teachers[0] / "checkpoint.pt", map_location="cpu", weights_only=True)
+    ckpt["config"]["data"]["dataset"] = "sbu"
+    torch.save(ckpt, tmp_path / "other.pt")
+    cfg = load_config("synthetic", STUDENT + [f"distill.teachers=[{tmp_path / 'other.pt'}]"])
+    with pytest.raises(ConfigError, match="pretrained on 'sbu'"):
+        distill(cfg, tmp_path / "student", progress=False)
+
+
+def test_distillation_fits_the_teachers_and_resumes_to_the_same_weights(teachers, tmp_path):
+    cfg = load_config("synthetic", STUDENT + [f"distill.teachers=[{teachers[0]}, {teachers[1]}]"])
+    whole = pretrain(cfg, tmp_path / "whole", progress=False)  # pretrain() hands it to distill()
+    losses = [row["loss"] for row in whole.metrics]
+    assert len(losses) == 4 and losses[-1] < 0.9 * losses[0]
+    learner, saved = load_checkpoint(tmp_path / "whole")  # a plain checkpoint that evaluate reads
+    assert saved.distill.teachers == [str(teachers[0]), str(teachers[1])]
+    for a, b in zip(learner.encoder_q.state_dict().values(), learner.encoder_k.state_dict().values()):
+        assert torch.equal(a, b)
+    assert (tmp_path / "whole" / "encoder.safetensors").exists()
+
+    distill(cfg, tmp_path / "cut", progress=False, stop_after=2)
+    assert not (tmp_path / "cut" / "encoder.safetensors").exists()
+    resumed = pretrain(load_config("synthetic", SMALL), tmp_path / "cut", resume=True, progress=False)
+    assert [r["epoch"] for r in resumed.metrics] == [1, 2, 3, 4]
+    for a, b in zip(whole.learner.encoder_q.state_dict().values(), resumed.learner.encoder_q.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_cli_distill_needs_teachers_and_says_so(capsys):
+    assert main(["distill", "synthetic"]) == 2
+    err = capsys.readouterr().err
+    assert "--teachers" in err and "Traceback" not in err
