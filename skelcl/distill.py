@@ -39,7 +39,7 @@ from .config import Config, apply_overrides, config_from_dict, save_config
 from .errors import ConfigError
 from .probe import _features, encode
 from .store import SkeletonDataset
-from .train import (CHECKPOINT, ENCODER_FILE, PretrainResult, _atomic_save, _epoch_seed, _plot_loss, _write_metrics,
+from .train import (CHECKPOINT, ENCODER_FILE, PretrainResult, _atomic_save, _epoch_seed, _write_metrics,
                     apply_threads, build_learner, build_optimizer, export_encoder, group_ids, load_checkpoint,
                     load_data, resolve_device, resolve_graph, train_indices, BatchSource)
 
@@ -257,7 +257,10 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
         if on_epoch is not None:
             on_epoch(epoch + 1, metrics[-1])
     if metrics:
-        _plot_loss(out / "loss.png", metrics, f"{cfg.name}: distillation MSE ({len(teachers)} teachers)")
+        from .report import plot_loss_curve
+
+        plot_loss_curve([r["epoch"] for r in metrics], [r["loss"] for r in metrics], out / "loss.png",
+                        title=f"{cfg.name}: distillation ({len(teachers)} teachers)", ylabel="MSE to the teachers")
     if metrics and int(metrics[-1]["epoch"]) >= cfg.optim.epochs:
         export_encoder(learner, cfg, out / ENCODER_FILE)
     learner.eval()
