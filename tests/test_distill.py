@@ -3,6 +3,7 @@ evaluation reads, and a resume that ends where an uninterrupted run does."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -94,3 +95,16 @@ def test_cli_distill_needs_teachers_and_says_so(capsys):
     assert main(["distill", "synthetic"]) == 2
     err = capsys.readouterr().err
     assert "--teachers" in err and "Traceback" not in err
+
+
+def test_cli_distill_resumes_a_killed_run_with_its_own_config_and_evaluates_it(teachers, tmp_path, capsys):
+    out = tmp_path / "student"
+    cfg = load_config("synthetic", STUDENT + [f"distill.teachers=[{teachers[0]}]", "optim.epochs=2"])
+    distill(cfg, out, progress=False, stop_after=1)
+    assert main(["distill", "synthetic", "--resume", "--out", str(out)]) == 2  # no CONFIG with --resume
+    assert "saved config" in capsys.readouterr().err
+    assert main(["distill", "--resume", "--out", str(out), "--quiet"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["config"]["distill"]["teachers"] == [str(teachers[0])]
+    assert 0.0 <= res["linear"]["top1"] <= 100.0 and res["final_loss"] > 0
+    assert len(torch.load(out / "checkpoint.pt", weights_only=True)["metrics"]) == 2

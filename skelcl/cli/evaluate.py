@@ -106,15 +106,26 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _distill(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..config import load_config
     from ..errors import ConfigError
     from ..experiment import run
 
-    cfg = config_from_args(args)
-    if not args.resume and not args.teachers:
-        raise ConfigError("give the teachers: --teachers RUN [RUN ...] (pretrained run folders or checkpoints)")
-    if args.resume and not args.out:
-        raise ConfigError("--resume needs --out, the folder of the run to continue")
-    if not args.resume:
+    if args.resume:  # the killed run's own config, teachers included
+        if not args.out:
+            raise ConfigError("--resume needs --out, the folder of the run to continue")
+        if args.config or args.overrides or args.teachers or args.root:
+            raise ConfigError("--resume continues a run with its own saved config; give no CONFIG, --set, --root "
+                              "or --teachers")
+        saved = Path(args.out) / "config.yaml"
+        if not saved.exists():
+            raise ConfigError(f"--resume: no run in {args.out} (no config.yaml)")
+        cfg = load_config(saved)
+    else:
+        if not args.teachers:
+            raise ConfigError("give the teachers: --teachers RUN [RUN ...] (pretrained run folders or checkpoints)")
+        cfg = config_from_args(args)
         cfg.distill.teachers = [str(t) for t in args.teachers]
     out = args.out or f"runs/{cfg.name}-distilled"
     res = run(cfg, out, resume=args.resume, progress=not args.quiet)
