@@ -39,16 +39,12 @@ from .config import Config, apply_overrides, config_from_dict, save_config
 from .errors import ConfigError
 from .probe import _features, encode
 from .store import SkeletonDataset
-from .train import (CHECKPOINT, ENCODER_FILE, PretrainResult, _atomic_save, _epoch_seed, _write_metrics,
-                    apply_threads, build_learner, build_optimizer, export_encoder, group_ids, load_checkpoint,
-                    load_data, resolve_device, resolve_graph, train_indices, BatchSource)
+from .train import (CHECKPOINT, ENCODER_FILE, BatchSource, DistInfo, PretrainResult, _atomic_save, _epoch_seed,
+                    _load_resume, _write_metrics, apply_threads, build_learner, build_optimizer, checkpoint_dict,
+                    checkpoint_path, export_encoder, group_ids, load_checkpoint, load_data, resolve_device,
+                    resolve_graph, train_indices)
 
 STUDENT_READOUTS = ("cae", "cae_max", "last_q")
-
-
-def _checkpoint_file(path: str | Path) -> Path:
-    p = Path(path)
-    return p / CHECKPOINT if p.is_dir() else p
 
 
 def check_teachers(teachers: Sequence[str | Path], out_dir: str | Path | None = None) -> list[Path]:
@@ -56,10 +52,10 @@ def check_teachers(teachers: Sequence[str | Path], out_dir: str | Path | None = 
     the run's own folder; raises ConfigError with one line."""
     if not teachers:
         raise ConfigError("distillation needs at least one teacher (distill.teachers: run folders or checkpoints)")
-    own = _checkpoint_file(out_dir).resolve() if out_dir is not None else None
+    own = checkpoint_path(out_dir).resolve() if out_dir is not None else None
     seen: dict[Path, str] = {}
     for t in teachers:
-        f = _checkpoint_file(t).resolve()
+        f = checkpoint_path(t).resolve()
         if not f.exists():
             raise ConfigError(f"teacher {t}: no checkpoint at {f}")
         if f == own:
@@ -158,9 +154,7 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
     out.mkdir(parents=True, exist_ok=True)
     ckpt: dict[str, Any] | None = None
     if resume:
-        if not (out / CHECKPOINT).exists():
-            raise ConfigError(f"--resume: no checkpoint in {out}")
-        ckpt = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
+        ckpt = _load_resume(out, DistInfo())
         cfg = config_from_dict(ckpt["config"])
     teachers = check_teachers(cfg.distill.teachers, out)
     rep = cfg.probe.representation
@@ -244,11 +238,8 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
                         "time_s": elapsed})
         if learner.encoder_k is not None:  # key readouts of the checkpoint read the student too
             learner.encoder_k.load_state_dict(student.state_dict())
-        state = {"config": cfg.to_dict(), "epoch": epoch + 1, "input_dim": input_dim, "num_samples": n,
-                 "persons": int(student.persons), "learner": learner.state_dict(), "optimizer": opt.state_dict(),
-                 "scheduler": sched.state_dict(), "metrics": metrics,
-                 "skelcl_version": __import__("skelcl").__version__, "world_size": 1,
-                 "distill": {"head": head.state_dict(), "teachers": record}}
+        state = checkpoint_dict(cfg, epoch + 1, input_dim, n, learner, opt, sched, metrics)
+        state["distill"] = {"head": head.state_dict(), "teachers": record}
         _atomic_save(state, out / CHECKPOINT)
         _write_metrics(out / "metrics.csv", metrics)
         if progress:

@@ -112,11 +112,15 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def checkpoint_path(path: str | Path) -> Path:
+    """A run folder's ``checkpoint.pt``, or ``path`` itself when it names a file."""
+    p = Path(path)
+    return p / CHECKPOINT if p.is_dir() else p
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[ContrastiveLearner, Config]:
     """Rebuild the learner and config from a checkpoint file or a run folder."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / CHECKPOINT
+    p = checkpoint_path(path)
     if not p.exists():
         raise ConfigError(f"no checkpoint at {p}")
     ckpt = torch.load(p, map_location=map_location, weights_only=True)
@@ -450,6 +454,20 @@ def build_schedule(cfg: Config, opt: torch.optim.Optimizer) -> torch.optim.lr_sc
     return lrs.SequentialLR(opt, [warm, main], milestones=[o.warmup])
 
 
+def checkpoint_dict(cfg: Config, epoch: int, input_dim: int, num_samples: int, learner: ContrastiveLearner,
+                    opt: torch.optim.Optimizer, sched: Any, metrics: list[dict[str, float]],
+                    world_size: int = 1) -> dict[str, Any]:
+    """A run's ``checkpoint.pt``: a plain dict that :func:`load_checkpoint` rebuilds the learner from
+    and a resume continues from (pretraining and :mod:`skelcl.distill` alike)."""
+    return {
+        "config": cfg.to_dict(), "epoch": epoch, "input_dim": input_dim, "num_samples": num_samples,
+        "persons": int(learner.encoder_q.persons),
+        "learner": learner.state_dict(), "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(), "metrics": metrics,
+        "skelcl_version": __import__("skelcl").__version__, "world_size": world_size,
+    }
+
+
 class Pretrainer:
     """Everything one pretraining process holds, and its step.
 
@@ -629,13 +647,8 @@ class Pretrainer:
 
     def state_dict(self, epoch: int) -> dict[str, Any]:
         """The checkpoint: a plain dict with plain (un-wrapped) learner keys."""
-        return {
-            "config": self.cfg.to_dict(), "epoch": epoch, "input_dim": self.input_dim, "num_samples": self.n,
-            "persons": int(self.learner.encoder_q.persons),
-            "learner": self.learner.state_dict(), "optimizer": self.opt.state_dict(),
-            "scheduler": self.sched.state_dict(), "metrics": self.metrics,
-            "skelcl_version": __import__("skelcl").__version__, "world_size": self.dist.world,
-        }
+        return checkpoint_dict(self.cfg, epoch, self.input_dim, self.n, self.learner, self.opt, self.sched,
+                               self.metrics, self.dist.world)
 
     def rank_fingerprints(self) -> list[float]:
         """:func:`_fingerprint` of every rank (one value when single-process)."""
