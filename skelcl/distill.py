@@ -250,8 +250,9 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
     if metrics:
         from .report import plot_loss_curve
 
+        who = f"{len(teachers)} teacher{'' if len(teachers) == 1 else 's'}"
         plot_loss_curve([r["epoch"] for r in metrics], [r["loss"] for r in metrics], out / "loss.png",
-                        title=f"{cfg.name}: distillation ({len(teachers)} teachers)", ylabel="MSE to the teachers")
+                        title=f"{cfg.name}: distillation ({who})", ylabel="MSE to the teachers")
     if metrics and int(metrics[-1]["epoch"]) >= cfg.optim.epochs:
         export_encoder(learner, cfg, out / ENCODER_FILE)
     learner.eval()
