@@ -39,7 +39,8 @@ from .config import Config, apply_overrides, config_from_dict, save_config
 from .errors import ConfigError
 from .probe import _features, encode
 from .store import SkeletonDataset
-from .train import (CHECKPOINT, ENCODER_FILE, BatchSource, DistInfo, PretrainResult, _atomic_save, _epoch_seed,
+from .train import (CHECKPOINT, ENCODER_FILE, BatchSource, DistInfo, PretrainResult, TrainingDiverged, _atomic_save,
+                    _epoch_seed,
                     _load_resume, _write_metrics, apply_threads, build_learner, build_optimizer, checkpoint_dict,
                     checkpoint_path, export_encoder, group_ids, load_checkpoint, load_data, resolve_device,
                     resolve_graph, train_indices)
@@ -231,7 +232,10 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
             bar.close()
         mean_loss = float(loss_sum.item() / steps)
         if not np.isfinite(mean_loss):
-            raise ConfigError(f"distillation loss became {mean_loss} at epoch {epoch + 1}; try a lower optim.lr")
+            last = out / CHECKPOINT
+            raise TrainingDiverged(f"distillation loss became {mean_loss} at epoch {epoch + 1}; the last good "
+                                   f"checkpoint ({last if last.exists() else 'none yet'}) is kept. Try a lower "
+                                   "optim.lr.")
         sched.step()
         elapsed = time.perf_counter() - t1
         metrics.append({"epoch": epoch + 1, "loss": mean_loss, "lr": lr, "seq_per_s": steps * bs / elapsed,

@@ -108,3 +108,11 @@ def test_cli_distill_resumes_a_killed_run_with_its_own_config_and_evaluates_it(t
     assert res["config"]["distill"]["teachers"] == [str(teachers[0])]
     assert 0.0 <= res["linear"]["top1"] <= 100.0 and res["final_loss"] > 0
     assert len(torch.load(out / "checkpoint.pt", weights_only=True)["metrics"]) == 2
+
+
+def test_a_diverging_distillation_stops_with_one_clear_error(teachers, tmp_path):
+    from skelcl.train import TrainingDiverged
+
+    over = STUDENT + ["optim.optimizer=sgd", "optim.lr=1e30", "distill.teachers=[" + ",".join(map(str, teachers)) + "]"]
+    with pytest.raises(TrainingDiverged, match="distillation loss became .* at epoch 1.*none yet"):
+        distill(load_config("synthetic", over), tmp_path / "run", progress=False)
