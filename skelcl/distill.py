@@ -39,11 +39,10 @@ from .config import Config, apply_overrides, config_from_dict, save_config
 from .errors import ConfigError
 from .probe import _features, encode
 from .store import SkeletonDataset
-from .train import (CHECKPOINT, ENCODER_FILE, BatchSource, DistInfo, PretrainResult, TrainingDiverged, _atomic_save,
-                    _epoch_seed,
-                    _load_resume, _write_metrics, apply_threads, build_learner, build_optimizer, checkpoint_dict,
-                    checkpoint_path, export_encoder, group_ids, load_checkpoint, load_data, resolve_device,
-                    resolve_graph, train_indices)
+from .train import (CHECKPOINT, ENCODER_FILE, BatchSource, DistInfo, PretrainResult, TrainingDiverged,
+                    _atomic_save, _epoch_seed, _load_resume, _write_metrics, apply_threads, build_learner,
+                    build_optimizer, checkpoint_dict, checkpoint_path, export_encoder, group_ids, load_checkpoint,
+                    load_data, resolve_device, resolve_graph, train_indices)
 
 STUDENT_READOUTS = ("cae", "cae_max", "last_q")
 

@@ -14,7 +14,7 @@ from skelcl.cli import main
 from skelcl.config import load_config
 from skelcl.distill import check_teachers, distill, group_average, teacher_targets
 from skelcl.errors import ConfigError
-from skelcl.train import load_checkpoint, load_data, pretrain, train_indices
+from skelcl.train import TrainingDiverged, load_checkpoint, load_data, pretrain, train_indices
 
 SMALL = ["train.tensorboard=false", "train.device=cpu", "data.options.per_class=10", "model.hidden=32",
          "contrast.queue_size=64"]
@@ -111,8 +111,7 @@ def test_cli_distill_resumes_a_killed_run_with_its_own_config_and_evaluates_it(t
 
 
 def test_a_diverging_distillation_stops_with_one_clear_error(teachers, tmp_path):
-    from skelcl.train import TrainingDiverged
-
-    over = STUDENT + ["optim.optimizer=sgd", "optim.lr=1e30", "distill.teachers=[" + ",".join(map(str, teachers)) + "]"]
+    names = ",".join(map(str, teachers))
+    over = STUDENT + ["optim.optimizer=sgd", "optim.lr=1e30", f"distill.teachers=[{names}]"]
     with pytest.raises(TrainingDiverged, match="distillation loss became .* at epoch 1.*none yet"):
         distill(load_config("synthetic", over), tmp_path / "run", progress=False)
