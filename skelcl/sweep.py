@@ -54,7 +54,8 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import yaml
 
-from .config import CONFIG_DIR, config_from_dict, find_file, load_config, merge, resolve_config_path
+from .config import (CONFIG_DIR, config_from_dict, find_file, load_config, load_yaml, merge,
+                     resolve_config_path)
 from .errors import ConfigError, SkelclError
 from .report import bounded_slug
 
@@ -337,7 +338,7 @@ def load_spec(spec: str | Path | dict[str, Any]) -> SweepSpec:
         return parse_spec(spec)
     path = resolve_spec_path(spec)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     return parse_spec(data, path)
@@ -386,7 +387,7 @@ def parse_sets(overrides: Iterable[str]) -> dict[str, Any]:
             raise ConfigError(f"override {text!r} must look like key.sub=value")
         key, raw = text.split("=", 1)
         try:
-            out[key.strip()] = yaml.safe_load(raw) if raw != "" else ""
+            out[key.strip()] = load_yaml(raw) if raw != "" else ""
         except yaml.YAMLError as exc:
             raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from None
     return out

@@ -32,12 +32,13 @@ def test_unknown_key_and_bad_type_are_clear_errors():
 
 
 def test_scientific_notation_without_a_dot_is_a_number(tmp_path):
-    # YAML 1.1 reads 1e-3 as a string; a float field takes it as the number a user meant
+    # YAML 1.1 reads 1e-3 as a string; skelcl reads it as the number a user meant, as YAML 1.2 does
     assert load_config("synthetic", ["optim.lr=1e-3"]).optim.lr == pytest.approx(1e-3)
     assert load_config("synthetic", ["contrast.temperature=5E-2"]).contrast.temperature == pytest.approx(0.05)
     f = tmp_path / "c.yaml"
     f.write_text("base: synthetic.yaml\noptim: {lr: 3e-4}\n")
     assert load_config(str(f)).optim.lr == pytest.approx(3e-4)
+    assert load_config("synthetic", ["augment=[{shear: {amplitude: 5e-1}}]"]).augment == [{"shear": {"amplitude": 0.5}}]
     with pytest.raises(ConfigError, match="expected a number"):
         load_config("synthetic", ["optim.lr=1e-3x"])
     with pytest.raises(ConfigError, match="expected an integer"):

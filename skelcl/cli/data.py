@@ -21,8 +21,7 @@ def add_data_args(p: argparse.ArgumentParser, default: str | None = "synthetic")
 
 def reader_options(args: argparse.Namespace) -> dict:
     """--layout and --option KEY=VALUE (values parsed as YAML) as reader keyword arguments."""
-    import yaml
-
+    from ..config import load_yaml
     from ..errors import ConfigError
 
     opts: dict = {"layout": args.layout} if getattr(args, "layout", None) else {}
@@ -30,7 +29,7 @@ def reader_options(args: argparse.Namespace) -> dict:
         if "=" not in item:
             raise ConfigError(f"--option {item!r} must look like KEY=VALUE")
         k, v = item.split("=", 1)
-        opts[k.strip()] = yaml.safe_load(v)
+        opts[k.strip()] = load_yaml(v)
     return opts
 
 
