@@ -40,9 +40,9 @@ from .errors import ConfigError
 from .probe import _features, encode
 from .store import SkeletonDataset
 from .train import (CHECKPOINT, ENCODER_FILE, BatchSource, DistInfo, PretrainResult, TrainingDiverged,
-                    _atomic_save, _epoch_seed, _load_resume, _write_metrics, apply_threads, build_learner,
-                    build_optimizer, checkpoint_dict, checkpoint_path, export_encoder, group_ids, load_checkpoint,
-                    load_data, resolve_device, resolve_graph, train_indices)
+                    _atomic_save, _epoch_seed, _load_resume, _write_metrics, absolute_paths, apply_threads,
+                    build_learner, build_optimizer, checkpoint_dict, checkpoint_path, export_encoder, group_ids,
+                    load_checkpoint, load_data, resolve_device, resolve_graph, train_indices)
 
 STUDENT_READOUTS = ("cae", "cae_max", "last_q")
 
@@ -164,6 +164,7 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
     apply_threads(cfg)
     ds = dataset if dataset is not None else load_data(cfg)
     resolve_graph(cfg, ds)
+    absolute_paths(cfg)
     save_config(cfg, out / "config.yaml")
     device = resolve_device(cfg.train.device)
     rows = train_indices(ds, cfg.data.protocol, cfg.data.pretrain_on)

@@ -100,6 +100,14 @@ def resolve_graph(cfg: Config, ds: SkeletonDataset) -> None:
         cfg.model.joints = int(ds.layout.num_joints)
 
 
+def absolute_paths(cfg: Config) -> None:
+    """Make ``data.root`` and ``distill.teachers`` absolute (in place), so that the saved config
+    still finds them when a run is resumed or evaluated from another working directory."""
+    if cfg.data.root:
+        cfg.data.root = str(Path(cfg.data.root).expanduser().resolve())
+    cfg.distill.teachers = [str(Path(t).expanduser().resolve()) for t in cfg.distill.teachers]
+
+
 def build_learner(cfg: Config, input_dim: int, num_samples: int, persons: int = 1) -> ContrastiveLearner:
     torch.manual_seed(cfg.train.seed)
     return ContrastiveLearner(input_dim, cfg.model, cfg.contrast, num_samples=num_samples, seed=cfg.train.seed,
@@ -741,6 +749,7 @@ def _pretrain(cfg: Config, out: Path, resume: bool, progress: bool, dataset: Ske
         if main:
             _barrier(dist_info)
     resolve_graph(cfg, ds)
+    absolute_paths(cfg)
     if main:
         save_config(cfg, out / "config.yaml")
     tr = Pretrainer(cfg, ds, dist_info=dist_info, checkpoint=ckpt)

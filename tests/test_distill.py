@@ -115,3 +115,15 @@ def test_a_diverging_distillation_stops_with_one_clear_error(teachers, tmp_path)
     over = STUDENT + ["optim.optimizer=sgd", "optim.lr=1e30", f"distill.teachers=[{names}]"]
     with pytest.raises(TrainingDiverged, match="distillation loss became .* at epoch 1.*none yet"):
         distill(load_config("synthetic", over), tmp_path / "run", progress=False)
+
+
+def test_a_run_given_relative_teacher_paths_resumes_from_another_directory(teachers, tmp_path, monkeypatch):
+    monkeypatch.chdir(teachers[0].parent)
+    rel = teachers[0].name
+    cfg = load_config("synthetic", STUDENT + [f"distill.teachers=[{rel}]", "optim.epochs=2"])
+    distill(cfg, tmp_path / "student", progress=False, stop_after=1)
+    saved = load_config(tmp_path / "student" / "config.yaml")
+    assert saved.distill.teachers == [str(teachers[0].resolve())]
+    monkeypatch.chdir(tmp_path)
+    assert main(["distill", "--resume", "--out", "student", "--quiet"]) == 0
+    assert len(torch.load(tmp_path / "student" / "checkpoint.pt", weights_only=True)["metrics"]) == 2
