@@ -55,7 +55,7 @@ import numpy as np
 import yaml
 
 from .config import (CONFIG_DIR, config_from_dict, find_file, load_config, load_yaml, merge,
-                     resolve_config_path)
+                     resolve_config_path, split_override)
 from .errors import ConfigError, SkelclError
 from .report import bounded_slug
 
@@ -381,16 +381,7 @@ def _cores() -> int:
 
 def parse_sets(overrides: Iterable[str]) -> dict[str, Any]:
     """``["optim.lr=0.1", ...]`` -> ``{"optim.lr": 0.1}`` (values parsed as YAML)."""
-    out: dict[str, Any] = {}
-    for text in overrides:
-        if "=" not in text:
-            raise ConfigError(f"override {text!r} must look like key.sub=value")
-        key, raw = text.split("=", 1)
-        try:
-            out[key.strip()] = load_yaml(raw) if raw != "" else ""
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from None
-    return out
+    return dict(split_override(text) for text in overrides)
 
 
 def _base_path(spec: SweepSpec) -> Path:
