@@ -39,10 +39,11 @@ from .config import Config, apply_overrides, config_from_dict, save_config
 from .errors import ConfigError
 from .probe import _features, encode
 from .store import SkeletonDataset
-from .train import (CHECKPOINT, ENCODER_FILE, BatchSource, DistInfo, PretrainResult, TrainingDiverged,
+from .train import (CHECKPOINT, ENCODER_FILE, BatchSource, DistInfo, PretrainResult,
                     _atomic_save, _epoch_seed, _load_resume, _write_metrics, absolute_paths, apply_threads,
-                    build_learner, build_optimizer, checkpoint_dict, checkpoint_path, export_encoder, group_ids,
-                    load_checkpoint, load_data, resolve_device, resolve_graph, train_indices)
+                    build_learner, build_optimizer, checkpoint_dict, checkpoint_path, distinct_runs,
+                    export_encoder, diverged, group_ids, load_checkpoint, load_data, resolve_device, resolve_graph,
+                    train_indices)
 
 STUDENT_READOUTS = ("cae", "cae_max", "last_q")
 
@@ -53,17 +54,13 @@ def check_teachers(teachers: Sequence[str | Path], out_dir: str | Path | None = 
     if not teachers:
         raise ConfigError("distillation needs at least one teacher (distill.teachers: run folders or checkpoints)")
     own = checkpoint_path(out_dir).resolve() if out_dir is not None else None
-    seen: dict[Path, str] = {}
-    for t in teachers:
-        f = checkpoint_path(t).resolve()
+    runs = distinct_runs(teachers, "the teacher list")
+    for f, t in runs.items():
         if not f.exists():
             raise ConfigError(f"teacher {t}: no checkpoint at {f}")
         if f == own:
             raise ConfigError(f"teacher {t} is this run's own folder; a student cannot teach itself")
-        if f in seen:
-            raise ConfigError(f"teacher {t} is the same run as {seen[f]}; name each teacher once")
-        seen[f] = str(t)
-    return list(seen)
+    return list(runs)
 
 
 def _rows_in(tds: SkeletonDataset, ds: SkeletonDataset, rows: np.ndarray, teacher: str) -> np.ndarray:
@@ -232,10 +229,7 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
             bar.close()
         mean_loss = float(loss_sum.item() / steps)
         if not np.isfinite(mean_loss):
-            last = out / CHECKPOINT
-            raise TrainingDiverged(f"distillation loss became {mean_loss} at epoch {epoch + 1}; the last good "
-                                   f"checkpoint ({last if last.exists() else 'none yet'}) is kept. Try a lower "
-                                   "optim.lr.")
+            raise diverged("distillation loss", mean_loss, f"epoch {epoch + 1}", out / CHECKPOINT, "a lower optim.lr")
         sched.step()
         elapsed = time.perf_counter() - t1
         metrics.append({"epoch": epoch + 1, "loss": mean_loss, "lr": lr, "seq_per_s": steps * bs / elapsed,

@@ -26,7 +26,7 @@ from .probe import (confusion, encode, knn_eval, linear_eval, logistic_baseline,
                     supervised_baseline, topk_accuracy)
 from .report import bounded_slug, markdown_table, plot_confusion, plot_tsne
 from .store import SkeletonDataset
-from .train import apply_threads, load_checkpoint, load_data, pretrain, resolve_device
+from .train import apply_threads, distinct_runs, load_checkpoint, load_data, pretrain, resolve_device
 
 PROTOCOLS = ("linear", "knn", "semi")
 COPIES_NOTE = ("test sequences whose input is an exact copy of a training sequence's (SkeletonDataset.test_copies); "
@@ -374,12 +374,7 @@ def evaluate_ensemble(paths: Sequence[str | Path], out_dir: str | Path | None = 
     """
     if len(paths) < 2:
         raise ConfigError("an ensemble needs at least two runs")
-    seen: dict[Path, str] = {}
-    for path in paths:
-        key = _run_dir(path).resolve()
-        if key in seen:
-            raise ConfigError(f"{path}: the same run as {seen[key]}; an ensemble counts each run once")
-        seen[key] = str(path)
+    distinct_runs(paths, "an ensemble")
     members: list[dict[str, Any]] = []
     probs: list[np.ndarray] = []
     y_ref: np.ndarray | None = None

@@ -28,7 +28,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -45,6 +45,14 @@ ENCODER_FILE = "encoder.safetensors"
 
 class TrainingDiverged(SkelclError):
     """The loss became NaN or inf; the last good checkpoint is kept."""
+
+
+def diverged(what: str, value: float, at: str, checkpoint: Path, hint: str) -> TrainingDiverged:
+    """The error of a run whose ``what`` (a loss) became ``value`` (NaN or inf) ``at`` ("epoch 3"),
+    naming the kept ``checkpoint`` and what to try (``hint``)."""
+    kept = checkpoint if checkpoint.exists() else "none yet"
+    return TrainingDiverged(f"{what} became {value} at {at}; the last good checkpoint ({kept}) is kept. "
+                            f"Try {hint}.")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -124,6 +132,19 @@ def checkpoint_path(path: str | Path) -> Path:
     """A run folder's ``checkpoint.pt``, or ``path`` itself when it names a file."""
     p = Path(path)
     return p / CHECKPOINT if p.is_dir() else p
+
+
+def distinct_runs(paths: Sequence[str | Path], role: str) -> dict[Path, str]:
+    """Each run's resolved ``checkpoint.pt`` -> the spelling it was given as, refusing one run named
+    twice (``runs/a`` and ``runs/a/checkpoint.pt`` are the same run); ``role`` names the list in the
+    error ("an ensemble", "the teachers")."""
+    seen: dict[Path, str] = {}
+    for p in paths:
+        key = checkpoint_path(p).resolve()
+        if key in seen:
+            raise ConfigError(f"{p} is the same run as {seen[key]}; {role} counts each run once")
+        seen[key] = str(p)
+    return seen
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[ContrastiveLearner, Config]:
@@ -792,10 +813,8 @@ def _pretrain(cfg: Config, out: Path, resume: bool, progress: bool, dataset: Ske
                     bar.update(b + 1 - bar.n)
         except _NonFinite as bad:
             where = f"step {bad.step}" if tr.check_every == 1 else f"by step {bad.step}"
-            raise TrainingDiverged(
-                f"loss became {bad.value} at epoch {epoch + 1}, {where}; the last good checkpoint "
-                f"({ckpt_path if ckpt_path.exists() else 'none yet'}) is kept. Try a lower optim.lr, a higher "
-                f"contrast.temperature, or contrast.normalize=true.") from None
+            raise diverged("loss", bad.value, f"epoch {epoch + 1}, {where}", ckpt_path,
+                           "a lower optim.lr, a higher contrast.temperature, or contrast.normalize=true") from None
         finally:
             if bar is not None:
                 bar.close()
