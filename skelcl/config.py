@@ -164,10 +164,14 @@ class DistillConfig:
         the teachers' frozen features instead.
     group_mean: average each target over the recordings of the same performance by the other
         cameras (datasets with ``meta["instance"]``: nucla, ntu), a view-invariant target.
+    ema: 0 = the student is the trained network; in (0, 1) = keep an exponential moving average of
+        its weights, updated every step with this decay (0.999: about the last 1000 steps), and make
+        that average the run's encoder at the end (one network, less of the seed's noise).
     """
 
     teachers: list[str] = field(default_factory=list)
     group_mean: bool = True
+    ema: float = 0.0
 
 
 @dataclass

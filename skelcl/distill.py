@@ -19,7 +19,8 @@ performance by the other cameras (``meta["instance"]``), a view-invariant target
 
 The run folder is a pretraining run's (``checkpoint.pt`` in the format of
 :func:`skelcl.train.load_checkpoint`, so ``skelcl evaluate`` reads it; the key encoder holds a copy
-of the student; ``metrics.csv``, ``loss.png``, ``encoder.safetensors``), and a killed run resumes
+of the student, or with ``distill.ema`` the running average of its weights, which replaces the
+student after the last epoch; ``metrics.csv``, ``loss.png``, ``encoder.safetensors``), and a killed run resumes
 from its last epoch. Single process (no torchrun): the teachers' features are computed once, up
 front.
 """
@@ -158,6 +159,9 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
     if rep not in STUDENT_READOUTS:
         raise ConfigError(f"distillation trains the query encoder: probe.representation must be one of "
                           f"{', '.join(STUDENT_READOUTS)}, got {rep!r}")
+    ema = float(cfg.distill.ema)
+    if not 0.0 <= ema < 1.0:
+        raise ConfigError(f"distill.ema is a decay in [0, 1) (0 = off), got {ema}")
     apply_threads(cfg)
     ds = dataset if dataset is not None else load_data(cfg)
     resolve_graph(cfg, ds)
@@ -181,6 +185,9 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
     input_dim = int(np.prod(ds.x.shape[2:]))
     learner = build_learner(cfg, input_dim, n, persons=int(ds.x.shape[2])).to(device)
     student = learner.encoder_q
+    average = learner.encoder_k if ema else None  # the key encoder's slot holds the weight average
+    if ema and average is None:
+        raise ConfigError("distill.ema keeps its average in the key encoder: needs contrast.paradigm queue")
     data = BatchSource(ds, rows, device)
     width = student.output_dim * (2 if rep == "cae_max" else 1)
     head = nn.Linear(width, targets.shape[1]).to(device)
@@ -222,6 +229,9 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if average is not None:
+                with torch.no_grad():
+                    torch._foreach_lerp_(list(average.parameters()), list(student.parameters()), 1.0 - ema)
             loss_sum += loss.detach()
             if bar is not None:
                 bar.update(1)
@@ -234,7 +244,13 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
         elapsed = time.perf_counter() - t1
         metrics.append({"epoch": epoch + 1, "loss": mean_loss, "lr": lr, "seq_per_s": steps * bs / elapsed,
                         "time_s": elapsed})
-        if learner.encoder_k is not None:  # key readouts of the checkpoint read the student too
+        last = epoch + 1 == cfg.optim.epochs
+        if average is not None:
+            for b_avg, b_stu in zip(average.buffers(), student.buffers()):
+                b_avg.copy_(b_stu)  # BatchNorm statistics: the trained network's
+            if last:  # the average becomes the run's encoder
+                student.load_state_dict(average.state_dict())
+        elif learner.encoder_k is not None:  # key readouts of the checkpoint read the student too
             learner.encoder_k.load_state_dict(student.state_dict())
         state = checkpoint_dict(cfg, epoch + 1, input_dim, n, learner, opt, sched, metrics)
         state["distill"] = {"head": head.state_dict(), "teachers": record}

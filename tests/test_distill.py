@@ -91,6 +91,27 @@ def test_distillation_fits_the_teachers_and_resumes_to_the_same_weights(teachers
         assert torch.allclose(a, b, atol=1e-6)
 
 
+def test_a_weight_averaged_student_becomes_the_encoder_and_survives_a_resume(teachers, tmp_path):
+    over = STUDENT + [f"distill.teachers=[{teachers[0]}, {teachers[1]}]"]
+    plain = distill(load_config("synthetic", over), tmp_path / "plain", progress=False)
+    cfg = load_config("synthetic", over + ["distill.ema=0.5"])
+    distill(cfg, tmp_path / "cut", progress=False, stop_after=3)
+    raw, _ = load_checkpoint(tmp_path / "plain")
+    mid, _ = load_checkpoint(tmp_path / "cut")  # before the end the encoder is the trained network
+    plain3 = distill(load_config("synthetic", over), tmp_path / "plain3", progress=False, stop_after=3)
+    for a, b in zip(mid.encoder_q.state_dict().values(), plain3.learner.encoder_q.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6)  # averaging leaves the training itself alone
+    whole = distill(cfg, tmp_path / "whole", progress=False)
+    resumed = distill(cfg, tmp_path / "cut", resume=True, progress=False)
+    q, k = whole.learner.encoder_q.state_dict(), whole.learner.encoder_k.state_dict()
+    assert all(torch.equal(q[n], k[n]) for n in q)  # the average is the run's encoder
+    assert any(not torch.allclose(q[n], raw.encoder_q.state_dict()[n]) for n in q if q[n].is_floating_point())
+    for n, v in resumed.learner.encoder_q.state_dict().items():
+        assert torch.allclose(v, q[n], atol=1e-6)
+    with pytest.raises(ConfigError, match="distill.ema is a decay"):
+        distill(load_config("synthetic", over + ["distill.ema=1.0"]), tmp_path / "bad", progress=False)
+
+
 def test_cli_distill_needs_teachers_and_says_so(capsys):
     assert main(["distill", "synthetic"]) == 2
     err = capsys.readouterr().err
