@@ -166,7 +166,8 @@ class DistillConfig:
         cameras (datasets with ``meta["instance"]``: nucla, ntu), a view-invariant target.
     ema: 0 = the student is the trained network; in (0, 1) = keep an exponential moving average of
         its weights, updated every step with this decay (0.999: about the last 1000 steps), and make
-        that average the run's encoder at the end (one network, less of the seed's noise).
+        that average the run's encoder at the end (still one network). On N-UCLA: +1.3, +1.5, 0.0,
+        -0.2, -0.2 over five seeds, no reliable gain (docs/RESULTS.md, "Nineteenth round").
     """
 
     teachers: list[str] = field(default_factory=list)

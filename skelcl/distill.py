@@ -21,8 +21,8 @@ The run folder is a pretraining run's (``checkpoint.pt`` in the format of
 :func:`skelcl.train.load_checkpoint`, so ``skelcl evaluate`` reads it; the key encoder holds a copy
 of the student, or with ``distill.ema`` the running average of its weights, which replaces the
 student after the last epoch; ``metrics.csv``, ``loss.png``, ``encoder.safetensors``), and a killed
-run resumes from its last epoch. Single process (no torchrun): the teachers' features are computed once, up
-front.
+run resumes from its last epoch. Single process (no torchrun): the teachers' features are computed
+once, up front.
 """
 
 from __future__ import annotations

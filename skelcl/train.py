@@ -137,7 +137,7 @@ def checkpoint_path(path: str | Path) -> Path:
 def distinct_runs(paths: Sequence[str | Path], role: str) -> dict[Path, str]:
     """Each run's resolved ``checkpoint.pt`` -> the spelling it was given as, refusing one run named
     twice (``runs/a`` and ``runs/a/checkpoint.pt`` are the same run); ``role`` names the list in the
-    error ("an ensemble", "the teachers")."""
+    error ("an ensemble", "the teacher list")."""
     seen: dict[Path, str] = {}
     for p in paths:
         key = checkpoint_path(p).resolve()

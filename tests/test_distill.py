@@ -93,7 +93,7 @@ def test_distillation_fits_the_teachers_and_resumes_to_the_same_weights(teachers
 
 def test_a_weight_averaged_student_becomes_the_encoder_and_survives_a_resume(teachers, tmp_path):
     over = STUDENT + [f"distill.teachers=[{teachers[0]}, {teachers[1]}]"]
-    plain = distill(load_config("synthetic", over), tmp_path / "plain", progress=False)
+    distill(load_config("synthetic", over), tmp_path / "plain", progress=False)
     cfg = load_config("synthetic", over + ["distill.ema=0.5"])
     distill(cfg, tmp_path / "cut", progress=False, stop_after=3)
     raw, _ = load_checkpoint(tmp_path / "plain")
