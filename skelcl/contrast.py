@@ -215,12 +215,14 @@ class ContrastiveLearner(nn.Module):
         return ks, qs
 
     @torch.no_grad()
-    def momentum_update(self) -> None:
-        """theta_k <- m theta_k + (1 - m) theta_q (paper Eq. 9); buffers (BatchNorm stats) are copied."""
+    def momentum_update(self, momentum: float | None = None) -> None:
+        """theta_k <- m theta_k + (1 - m) theta_q (paper Eq. 9); buffers (BatchNorm stats) are copied.
+        ``momentum``: m (default ``contrast.momentum``; distillation passes ``distill.ema``)."""
         if self.encoder_k is None:
             return
         ks, qs = self.key_params()
-        torch._foreach_lerp_(ks, qs, 1.0 - self.cfg.momentum)
+        m = self.cfg.momentum if momentum is None else momentum
+        torch._foreach_lerp_(ks, qs, 1.0 - m)
         for bk, bq in zip(self.encoder_k.buffers(), self.encoder_q.buffers()):
             bk.copy_(bq)
 

@@ -230,8 +230,7 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
             loss.backward()
             opt.step()
             if average is not None:
-                with torch.no_grad():
-                    torch._foreach_lerp_(list(average.parameters()), list(student.parameters()), 1.0 - ema)
+                learner.momentum_update(ema)
             loss_sum += loss.detach()
             if bar is not None:
                 bar.update(1)
@@ -244,14 +243,10 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
         elapsed = time.perf_counter() - t1
         metrics.append({"epoch": epoch + 1, "loss": mean_loss, "lr": lr, "seq_per_s": steps * bs / elapsed,
                         "time_s": elapsed})
-        last = epoch + 1 == cfg.optim.epochs
-        if average is not None:
-            for b_avg, b_stu in zip(average.buffers(), student.buffers()):
-                b_avg.copy_(b_stu)  # BatchNorm statistics: the trained network's
-            if last:  # the average becomes the run's encoder
-                student.load_state_dict(average.state_dict())
-        elif learner.encoder_k is not None:  # key readouts of the checkpoint read the student too
+        if average is None and learner.encoder_k is not None:  # key readouts of the checkpoint read the student too
             learner.encoder_k.load_state_dict(student.state_dict())
+        elif average is not None and epoch + 1 == cfg.optim.epochs:  # the average becomes the run's encoder
+            student.load_state_dict(average.state_dict())
         state = checkpoint_dict(cfg, epoch + 1, input_dim, n, learner, opt, sched, metrics)
         state["distill"] = {"head": head.state_dict(), "teachers": record}
         _atomic_save(state, out / CHECKPOINT)
