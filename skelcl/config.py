@@ -168,11 +168,16 @@ class DistillConfig:
         its weights, updated every step with this decay (0.999: about the last 1000 steps), and make
         that average the run's encoder at the end (still one network). On N-UCLA: +1.3, +1.5, 0.0,
         -0.2, -0.2 over five seeds, no reliable gain (docs/RESULTS.md, "Nineteenth round").
+    contrast: 0 = the regression alone; > 0 = add the run's InfoNCE (``contrast``: queue, momentum key
+        encoder, ``cross_view`` keys) on the same student forward pass, with this weight, so the
+        student also discriminates instances (needs paradigm queue; not with ``ema``, which uses the
+        key encoder's slot).
     """
 
     teachers: list[str] = field(default_factory=list)
     group_mean: bool = True
     ema: float = 0.0
+    contrast: float = 0.0
 
 
 @dataclass

@@ -10,6 +10,7 @@ saved in the state dict and move with ``.to(device)``.
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -228,10 +229,13 @@ class ContrastiveLearner(nn.Module):
 
     # --- forward ------------------------------------------------------------------------
     def _embed(self, enc: nn.Module, head: nn.Module, x: torch.Tensor, lengths: torch.Tensor,
-               recon: list[torch.Tensor] | None = None) -> torch.Tensor:
+               recon: list[torch.Tensor] | None = None, keep: list[Any] | None = None) -> torch.Tensor:
         """(N, D) contrasted embedding of x; with ``recon`` (a list) and a decoder, also appends the
-        reconstruction error of x from its TAP (a scalar tensor)."""
+        reconstruction error of x from its TAP (a scalar tensor); ``keep`` (a list) receives the
+        encoder's output."""
         out = enc(x, lengths)
+        if keep is not None:
+            keep.append(out)
         if recon is not None and self.decoder is not None:
             recon.append(reconstruction_loss(self.decoder(out.pooled, x.shape[1]), x, lengths))
         if self.cfg.pool == "tap_max":
@@ -243,13 +247,15 @@ class ContrastiveLearner(nn.Module):
     def forward(self, xq: torch.Tensor, xk: torch.Tensor, lengths: torch.Tensor,
                 index: torch.Tensor | None = None, lengths_k: torch.Tensor | None = None,
                 groups: torch.Tensor | None = None, xk2: torch.Tensor | None = None,
-                lengths_k2: torch.Tensor | None = None) -> torch.Tensor:
+                lengths_k2: torch.Tensor | None = None, outputs: list[Any] | None = None) -> torch.Tensor:
         """InfoNCE of queries xq against keys xk, both (N, T, M, V, C); ``lengths`` (N,) are the
         queries' valid frames and ``lengths_k`` the keys' (default: the same, as for two
         augmentations of one sample; they differ when the key is another camera's recording).
         ``groups`` (N,) int64: the samples' performance ids, needed by ``contrast.exclude_group``.
         ``xk2`` (N, T, M, V, C), ``lengths_k2`` (N,): a second positive view of each sample
-        (``contrast.cross_view_both``); its InfoNCE term is averaged with the first one's."""
+        (``contrast.cross_view_both``); its InfoNCE term is averaged with the first one's.
+        ``outputs`` (a list, queue paradigm only) receives the query encoder's output on ``xq``, so a
+        caller can add its own term on the same forward pass (``distill.contrast``)."""
         cfg = self.cfg
         lengths_k = lengths if lengths_k is None else lengths_k
         if cfg.paradigm == "queue":
@@ -273,8 +279,9 @@ class ContrastiveLearner(nn.Module):
                 positives = {j: mine_positives(k, negatives, cfg.mine_k, exclude) if self.mining else None
                              for j, k in keys.items()}
             recon: list[torch.Tensor] = []
-            queries = {i: self._embed(self.encoder_q, self.head_q, *views[i], recon=recon)
-                       for i in {a for a, _ in pairs}}
+            queries = {i: self._embed(self.encoder_q, self.head_q, *views[i], recon=recon,
+                                      keep=outputs if i == 0 else None)
+                       for i in sorted({a for a, _ in pairs})}
             loss = torch.stack([info_nce(queries[a], keys[b], negatives, cfg.temperature, exclude=exclude,
                                          positives=positives[b]) for a, b in pairs]).mean()
             if recon:
@@ -283,6 +290,8 @@ class ContrastiveLearner(nn.Module):
                 loss = loss + cfg.reconstruct * rec
             self.queue.enqueue(_gather_all(keys[1]), _gather_all(groups) if exclude is not None else None)
             return loss
+        if outputs is not None:
+            raise SettingError("the query encoder's output is kept by paradigm queue only")
         q = self._embed(self.encoder_q, self.head_q, xq, lengths)  # (N, D)
         if cfg.paradigm == "end_to_end":
             k = self._embed(self.encoder_q, self.head_q, xk, lengths_k)

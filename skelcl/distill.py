@@ -9,7 +9,10 @@ alone.
 
 A step: a batch of pretraining sequences (B, T, M, V, C) -> the run's augmentation (one view) ->
 the student's probe representation (``probe.representation``: ``cae``, ``cae_max`` or ``last_q``)
-(B, E) -> a linear head (B, D) -> mean squared error against the targets (B, D).
+(B, E) -> a linear head (B, D) -> mean squared error against the targets (B, D). With
+``distill.contrast`` > 0 the same forward pass also feeds the run's InfoNCE (a second augmented
+view, or another camera's recording with ``contrast.cross_view``, through the momentum key encoder,
+against the queue), added with that weight.
 
 Targets (:func:`teacher_targets`): each teacher's frozen features of the raw sequence (its own
 data config and probe readout, as its linear probe reads it), standardised per dimension, scaled so
@@ -38,13 +41,13 @@ from torch import nn
 
 from .config import Config, apply_overrides, config_from_dict, save_config
 from .errors import ConfigError
-from .probe import _features, encode
+from .probe import _features, encode, query_readout
 from .store import SkeletonDataset
 from .train import (CHECKPOINT, ENCODER_FILE, BatchSource, DistInfo, PretrainResult,
                     _atomic_save, _epoch_seed, _load_resume, _write_metrics, absolute_paths, apply_threads,
                     build_learner, build_optimizer, checkpoint_dict, checkpoint_path, distinct_runs,
-                    export_encoder, diverged, group_ids, load_checkpoint, load_data, resolve_device, resolve_graph,
-                    train_indices)
+                    export_encoder, diverged, group_ids, load_checkpoint, load_data, partner_positions,
+                    partner_table, resolve_device, resolve_graph, train_indices)
 
 STUDENT_READOUTS = ("cae", "cae_max", "last_q")
 
@@ -162,6 +165,15 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
     ema = float(cfg.distill.ema)
     if not 0.0 <= ema < 1.0:
         raise ConfigError(f"distill.ema is a decay in [0, 1) (0 = off), got {ema}")
+    weight = float(cfg.distill.contrast)
+    if not (weight >= 0.0 and np.isfinite(weight)):
+        raise ConfigError(f"distill.contrast is a loss weight, >= 0 (0 = off), got {weight}")
+    if weight and ema:
+        raise ConfigError("distill.contrast and distill.ema both need the key encoder's slot: set one of them")
+    if weight and cfg.contrast.paradigm != "queue":
+        raise ConfigError(f"distill.contrast adds InfoNCE with a queue: needs contrast.paradigm queue, got "
+                          f"{cfg.contrast.paradigm!r}")
+    cross_view = float(cfg.contrast.cross_view) if weight else 0.0
     apply_threads(cfg)
     ds = dataset if dataset is not None else load_data(cfg)
     resolve_graph(cfg, ds)
@@ -189,9 +201,10 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
     if ema and average is None:
         raise ConfigError("distill.ema keeps its average in the key encoder: needs contrast.paradigm queue")
     data = BatchSource(ds, rows, device)
+    partners = partner_table(ds, rows) if cross_view else None
     width = student.output_dim * (2 if rep == "cae_max" else 1)
     head = nn.Linear(width, targets.shape[1]).to(device)
-    trained = nn.ModuleList([student, head])
+    trained = nn.ModuleList([student, head] + ([learner.head_q] if weight else []))
     opt, sched = build_optimizer(cfg, trained)
     augment = build_augment(cfg.augment, joint_names=ds.layout.joints)
     bs = min(cfg.optim.batch_size, n)
@@ -215,6 +228,7 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
         trained.train()
         lr = opt.param_groups[0]["lr"]
         loss_sum = torch.zeros((), device=device)
+        nce_sum = torch.zeros((), device=device)
         t1 = time.perf_counter()
         bar = None
         if progress:
@@ -224,8 +238,19 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
         for b in range(steps):
             sel = order[b * bs:(b + 1) * bs]
             xb, lb, sel_d = data.get(sel)
-            pred = head(_features(student, None, rep, augment(xb, lb, gen), lb))
-            loss = nn.functional.mse_loss(pred.float(), targets[sel_d])
+            if weight:  # one student pass serves both terms
+                xkb, lkb = xb, lb
+                if partners is not None:
+                    xkb, lkb, _ = data.get(partner_positions(partners, sel, cross_view, perm))
+                outs: list[Any] = []
+                nce = learner(augment(xb, lb, gen), augment(xkb, lkb, gen), lb, lengths_k=lkb, outputs=outs)
+                pred = head(query_readout(outs[0], rep))
+                loss = nn.functional.mse_loss(pred.float(), targets[sel_d])
+                nce_sum += nce.detach()
+                loss = loss + weight * nce
+            else:
+                pred = head(_features(student, None, rep, augment(xb, lb, gen), lb))
+                loss = nn.functional.mse_loss(pred.float(), targets[sel_d])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -241,9 +266,12 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
             raise diverged("distillation loss", mean_loss, f"epoch {epoch + 1}", out / CHECKPOINT, "a lower optim.lr")
         sched.step()
         elapsed = time.perf_counter() - t1
-        metrics.append({"epoch": epoch + 1, "loss": mean_loss, "lr": lr, "seq_per_s": steps * bs / elapsed,
-                        "time_s": elapsed})
-        if average is None and learner.encoder_k is not None:  # key readouts of the checkpoint read the student too
+        row = {"epoch": epoch + 1, "loss": mean_loss, "lr": lr, "seq_per_s": steps * bs / elapsed,
+               "time_s": elapsed}
+        if weight:  # loss = MSE + weight * InfoNCE
+            row["infonce"] = float(nce_sum.item() / steps)
+        metrics.append(row)
+        if average is None and learner.encoder_k is not None and not weight:  # key readouts of the checkpoint read the student too
             learner.encoder_k.load_state_dict(student.state_dict())
         elif average is not None and epoch + 1 == cfg.optim.epochs:  # the average becomes the run's encoder
             student.load_state_dict(average.state_dict())
@@ -252,7 +280,9 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
         _atomic_save(state, out / CHECKPOINT)
         _write_metrics(out / "metrics.csv", metrics)
         if progress:
-            print(f"epoch {epoch + 1:3d}/{cfg.optim.epochs}  distillation MSE {mean_loss:.4f}  lr {lr:.4g}  "
+            terms = (f"loss {mean_loss:.4f} (InfoNCE {row['infonce']:.4f} x {weight:g} + MSE)" if weight
+                     else f"distillation MSE {mean_loss:.4f}")
+            print(f"epoch {epoch + 1:3d}/{cfg.optim.epochs}  {terms}  lr {lr:.4g}  "
                   f"{elapsed:.1f}s", flush=True)
         if on_epoch is not None:
             on_epoch(epoch + 1, metrics[-1])
@@ -261,7 +291,8 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
 
         who = f"{len(teachers)} teacher{'' if len(teachers) == 1 else 's'}"
         plot_loss_curve([r["epoch"] for r in metrics], [r["loss"] for r in metrics], out / "loss.png",
-                        title=f"{cfg.name}: distillation ({who})", ylabel="MSE to the teachers")
+                        title=f"{cfg.name}: distillation ({who})",
+                        ylabel=f"MSE + {weight:g} x InfoNCE" if weight else "MSE to the teachers")
     if metrics and int(metrics[-1]["epoch"]) >= cfg.optim.epochs:
         export_encoder(learner, cfg, out / ENCODER_FILE)
     learner.eval()

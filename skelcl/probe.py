@@ -187,16 +187,23 @@ def _frozen_on(modules: Sequence[nn.Module], device: torch.device) -> Iterator[N
             m.train(training)
 
 
+def query_readout(out: Any, representation: str) -> torch.Tensor:
+    """(B, E) features of a query-encoder output (an ``EncoderOutput``) for ``cae``, ``last_q`` or
+    ``cae_max`` (which is (B, 2E): TAP then temporal max)."""
+    if representation == "cae":
+        return out.pooled
+    if representation == "last_q":
+        return out.last
+    if representation == "cae_max":
+        return torch.cat([out.pooled, out.peak], 1)
+    raise ValueError(f"{representation!r} is not a query-encoder readout")
+
+
 def _features(enc_q: nn.Module, enc_k: nn.Module | None, representation: str, xb: torch.Tensor,
               lb: torch.Tensor) -> torch.Tensor:
     """(B, E) features of one batch for a representation name."""
-    if representation == "cae":
-        return enc_q(xb, lb).pooled
-    if representation == "last_q":
-        return enc_q(xb, lb).last
-    if representation == "cae_max":
-        out = enc_q(xb, lb)
-        return torch.cat([out.pooled, out.peak], 1)
+    if representation in ("cae", "last_q", "cae_max"):
+        return query_readout(enc_q(xb, lb), representation)
     if representation == "k":
         return enc_k(xb, lb).pooled  # type: ignore[misc]
     if representation == "last_k":

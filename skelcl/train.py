@@ -390,6 +390,19 @@ class BatchSource:
         return xb.float(), self.lengths.index_select(0, sel_d), sel_d
 
 
+def partner_positions(partners: tuple[torch.Tensor, torch.Tensor], sel: torch.Tensor, prob: float,
+                      gen: torch.Generator) -> torch.Tensor:
+    """(B,) training positions of the keys of positions ``sel`` (B,): with probability ``prob`` a
+    random other camera's recording of the same performance (``partners``: :func:`partner_table`),
+    else the query's own sequence."""
+    table, counts = partners
+    cnt = counts[sel]
+    pick = (torch.rand(sel.shape, generator=gen) * cnt.clamp(min=1)).long()
+    other = table[sel, pick.clamp(max=table.shape[1] - 1)]
+    use = (torch.rand(sel.shape, generator=gen) < prob) & (cnt > 0)
+    return torch.where(use, other, sel)
+
+
 def partner_table(ds: SkeletonDataset, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """For each training position, the other training positions that record the same performance.
 
@@ -633,15 +646,9 @@ class Pretrainer:
         return loss
 
     def key_positions(self, sel: torch.Tensor, prob: float) -> torch.Tensor:
-        """(B,) training positions of the keys: with probability ``prob`` a random other
-        camera's recording of the same performance, else the query's own sequence."""
+        """(B,) training positions of the keys (:func:`partner_positions`)."""
         assert self.partners is not None
-        table, counts = self.partners
-        cnt = counts[sel]
-        pick = (torch.rand(sel.shape, generator=self.perm_gen) * cnt.clamp(min=1)).long()
-        other = table[sel, pick.clamp(max=table.shape[1] - 1)]
-        use = (torch.rand(sel.shape, generator=self.perm_gen) < prob) & (cnt > 0)
-        return torch.where(use, other, sel)
+        return partner_positions(self.partners, sel, prob, self.perm_gen)
 
     def train_step(self, order: torch.Tensor, b: int) -> torch.Tensor:
         """Step ``b`` of an epoch as :func:`pretrain` runs it: step, accumulate, NaN check.

@@ -199,6 +199,25 @@ def test_pool_last_contrasts_the_last_hidden_state():
         ContrastiveLearner(30, ModelConfig(hidden=8), ContrastConfig(pool="max"))
 
 
+def test_outputs_hands_back_the_query_encoders_pass_on_the_first_view():
+    """forward(outputs=[...]) keeps the query encoder's output on xq (distill.contrast reuses it),
+    leaves the loss unchanged, and is refused by the paradigms without a key encoder."""
+    x, lengths = _batch()
+    xk = x.flip(1)
+    torch.manual_seed(0)
+    a = ContrastiveLearner(30, ModelConfig(hidden=8), ContrastConfig(queue_size=8, normalize=True))
+    b = copy.deepcopy(a)
+    outs: list = []
+    loss = a(x, xk, lengths, outputs=outs)
+    assert len(outs) == 1
+    assert torch.allclose(outs[0].pooled, a.encoder_q(x, lengths).pooled, atol=1e-6)
+    assert torch.allclose(loss, b(x, xk, lengths))
+    assert outs[0].pooled.requires_grad  # a caller's term trains the same pass
+    e2e = ContrastiveLearner(30, ModelConfig(hidden=8), ContrastConfig(paradigm="end_to_end"))
+    with pytest.raises(ConfigError, match="paradigm queue"):
+        e2e(x, xk, lengths, outputs=[])
+
+
 def _hand_nce(q, kp, neg, tau, keep, extra=()):
     """-log(sum over the key and ``extra`` negatives of exp / sum over the key and kept negatives)."""
     pos = math.exp((q @ kp).item() / tau)

@@ -112,6 +112,32 @@ def test_a_weight_averaged_student_becomes_the_encoder_and_survives_a_resume(tea
         distill(load_config("synthetic", over + ["distill.ema=1.0"]), tmp_path / "bad", progress=False)
 
 
+def test_distillation_with_infonce_logs_both_terms_and_resumes_to_the_same_weights(teachers, tmp_path):
+    over = STUDENT + [f"distill.teachers=[{teachers[0]}, {teachers[1]}]"]
+    plain = distill(load_config("synthetic", over), tmp_path / "plain", progress=False)
+    cfg = load_config("synthetic", over + ["distill.contrast=0.5"])
+    whole = distill(cfg, tmp_path / "whole", progress=False)
+    rows = whole.metrics
+    assert len(rows) == 4 and all(np.isfinite(r["infonce"]) for r in rows)
+    assert all(r["loss"] > 0.5 * r["infonce"] > 0 for r in rows)  # loss = MSE + 0.5 InfoNCE, MSE > 0
+    assert "infonce" not in plain.metrics[0]
+    q, k = whole.learner.encoder_q.state_dict(), whole.learner.encoder_k.state_dict()
+    floats = [n for n in q if q[n].is_floating_point() and "running" not in n]
+    assert any(not torch.allclose(q[n], k[n]) for n in floats)  # the key encoder is a momentum average
+    assert any(not torch.allclose(q[n], plain.learner.encoder_q.state_dict()[n]) for n in floats)
+    distill(cfg, tmp_path / "cut", progress=False, stop_after=2)
+    resumed = distill(cfg, tmp_path / "cut", resume=True, progress=False)
+    for n, v in resumed.learner.state_dict().items():
+        assert torch.allclose(v, whole.learner.state_dict()[n], atol=1e-5), n
+    bad = {"distill.contrast=-1": "loss weight", "distill.contrast=0.5,distill.ema=0.9": "key encoder's slot"}
+    for sets, msg in bad.items():
+        with pytest.raises(ConfigError, match=msg):
+            distill(load_config("synthetic", over + sets.split(",")), tmp_path / "bad", progress=False)
+    with pytest.raises(ConfigError, match="paradigm queue"):
+        distill(load_config("synthetic", over + ["distill.contrast=0.5", "contrast.paradigm=end_to_end"]),
+                tmp_path / "bad2", progress=False)
+
+
 def test_cli_distill_needs_teachers_and_says_so(capsys):
     assert main(["distill", "synthetic"]) == 2
     err = capsys.readouterr().err
