@@ -290,9 +290,15 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
         from .report import plot_loss_curve
 
         who = f"{len(teachers)} teacher{'' if len(teachers) == 1 else 's'}"
-        plot_loss_curve([r["epoch"] for r in metrics], [r["loss"] for r in metrics], out / "loss.png",
-                        title=f"{cfg.name}: distillation ({who})",
-                        ylabel=f"MSE + {weight:g} x InfoNCE" if weight else "MSE to the teachers")
+        epochs, loss = [r["epoch"] for r in metrics], [r["loss"] for r in metrics]
+        curves = None
+        if weight and all("infonce" in r for r in metrics):  # the two terms beside their sum
+            nce = [r["infonce"] for r in metrics]
+            mse = [a - weight * b for a, b in zip(loss, nce)]
+            curves = {"total": (epochs, loss), "MSE to the teachers": (epochs, mse),
+                      f"InfoNCE (weight {weight:g})": (epochs, nce)}
+        plot_loss_curve(epochs, loss, out / "loss.png", title=f"{cfg.name}: distillation ({who})", curves=curves,
+                        ylabel="loss" if weight else "MSE to the teachers")
     if metrics and int(metrics[-1]["epoch"]) >= cfg.optim.epochs:
         export_encoder(learner, cfg, out / ENCODER_FILE)
     learner.eval()

@@ -120,7 +120,7 @@ def test_distillation_with_infonce_logs_both_terms_and_resumes_to_the_same_weigh
     rows = whole.metrics
     assert len(rows) == 4 and all(np.isfinite(r["infonce"]) for r in rows)
     assert all(r["loss"] > 0.5 * r["infonce"] > 0 for r in rows)  # loss = MSE + 0.5 InfoNCE, MSE > 0
-    assert "infonce" not in plain.metrics[0]
+    assert "infonce" not in plain.metrics[0] and (tmp_path / "whole" / "loss.png").stat().st_size > 0
     q, k = whole.learner.encoder_q.state_dict(), whole.learner.encoder_k.state_dict()
     floats = [n for n in q if q[n].is_floating_point() and "running" not in n]
     assert any(not torch.allclose(q[n], k[n]) for n in floats)  # the key encoder is a momentum average
