@@ -271,7 +271,7 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
         if weight:  # loss = MSE + weight * InfoNCE
             row["infonce"] = float(nce_sum.item() / steps)
         metrics.append(row)
-        if average is None and learner.encoder_k is not None and not weight:  # key readouts of the checkpoint read the student too
+        if average is None and learner.encoder_k is not None and not weight:  # key readouts read the student too
             learner.encoder_k.load_state_dict(student.state_dict())
         elif average is not None and epoch + 1 == cfg.optim.epochs:  # the average becomes the run's encoder
             student.load_state_dict(average.state_dict())

@@ -138,6 +138,35 @@ def test_distillation_with_infonce_logs_both_terms_and_resumes_to_the_same_weigh
                 tmp_path / "bad2", progress=False)
 
 
+def test_infonce_beside_the_regression_takes_its_keys_from_the_other_cameras(tmp_path, monkeypatch):
+    import skelcl.distill as module
+    from test_train import _multiview, tiny_config
+
+    ds = _multiview(12)
+    teacher = tmp_path / "teacher"
+    pretrain(tiny_config(**{"optim.epochs": 1}), teacher, dataset=ds, progress=False)
+    drawn: list[tuple[torch.Tensor, torch.Tensor, float]] = []
+    real = module.partner_positions
+
+    def spy(partners, sel, prob, gen):
+        keys = real(partners, sel, prob, gen)
+        drawn.append((sel.clone(), keys.clone(), prob))
+        return keys
+
+    monkeypatch.setattr(module, "partner_positions", spy)
+    targets = np.random.default_rng(0).normal(size=(len(ds), 8)).astype(np.float32)  # the keys are under test
+    monkeypatch.setattr(module, "teacher_targets", lambda t, c, d, rows, progress=False: (targets[rows], [{}]))
+    cfg = tiny_config(**{"optim.epochs": 2, "optim.optimizer": "adamw", "optim.lr": 0.003,
+                         "contrast.cross_view": 1.0, "distill.contrast": 0.5, "distill.teachers": f"[{teacher}]"})
+    res = distill(cfg, tmp_path / "student", dataset=ds, progress=False)
+    assert all(np.isfinite(r["infonce"]) for r in res.metrics)
+    rows = train_indices(ds, cfg.data.protocol, cfg.data.pretrain_on)
+    inst = np.asarray(ds.meta["instance"])[rows]
+    assert len(drawn) == 2 * (len(rows) // 16) and all(p == 1.0 for *_, p in drawn)
+    for sel, keys, _ in drawn:  # every key is another camera's recording of the query's performance
+        assert (keys != sel).all() and (inst[keys.numpy()] == inst[sel.numpy()]).all()
+
+
 def test_cli_distill_needs_teachers_and_says_so(capsys):
     assert main(["distill", "synthetic"]) == 2
     err = capsys.readouterr().err
