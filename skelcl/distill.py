@@ -41,7 +41,7 @@ from torch import nn
 
 from .config import Config, apply_overrides, config_from_dict, save_config
 from .errors import ConfigError
-from .probe import _features, encode, query_readout
+from .probe import encode, query_readout
 from .store import SkeletonDataset
 from .train import (CHECKPOINT, ENCODER_FILE, BatchSource, DistInfo, PretrainResult,
                     _atomic_save, _epoch_seed, _load_resume, _write_metrics, absolute_paths, apply_threads,
@@ -170,9 +170,10 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
         raise ConfigError(f"distill.contrast is a loss weight, >= 0 (0 = off), got {weight}")
     if weight and ema:
         raise ConfigError("distill.contrast and distill.ema both need the key encoder's slot: set one of them")
-    if weight and cfg.contrast.paradigm != "queue":
-        raise ConfigError(f"distill.contrast adds InfoNCE with a queue: needs contrast.paradigm queue, got "
-                          f"{cfg.contrast.paradigm!r}")
+    if (weight or ema) and cfg.contrast.paradigm != "queue":  # before the teachers' features are computed
+        what = ("distill.contrast adds InfoNCE with a queue" if weight
+                else "distill.ema keeps its average in the key encoder")
+        raise ConfigError(f"{what}: needs contrast.paradigm queue, got {cfg.contrast.paradigm!r}")
     cross_view = float(cfg.contrast.cross_view) if weight else 0.0
     apply_threads(cfg)
     ds = dataset if dataset is not None else load_data(cfg)
@@ -198,8 +199,6 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
     learner = build_learner(cfg, input_dim, n, persons=int(ds.x.shape[2])).to(device)
     student = learner.encoder_q
     average = learner.encoder_k if ema else None  # the key encoder's slot holds the weight average
-    if ema and average is None:
-        raise ConfigError("distill.ema keeps its average in the key encoder: needs contrast.paradigm queue")
     data = BatchSource(ds, rows, device)
     partners = partner_table(ds, rows) if cross_view else None
     width = student.output_dim * (2 if rep == "cae_max" else 1)
@@ -238,19 +237,19 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
         for b in range(steps):
             sel = order[b * bs:(b + 1) * bs]
             xb, lb, sel_d = data.get(sel)
-            if weight:  # one student pass serves both terms
+            outs: list[Any] = []
+            nce = None
+            if weight:  # one student pass serves both terms: the learner hands back its query output
                 xkb, lkb = xb, lb
                 if partners is not None:
                     xkb, lkb, _ = data.get(partner_positions(partners, sel, cross_view, perm))
-                outs: list[Any] = []
                 nce = learner(augment(xb, lb, gen), augment(xkb, lkb, gen), lb, lengths_k=lkb, outputs=outs)
-                pred = head(query_readout(outs[0], rep))
-                loss = nn.functional.mse_loss(pred.float(), targets[sel_d])
+            else:
+                outs.append(student(augment(xb, lb, gen), lb))
+            loss = nn.functional.mse_loss(head(query_readout(outs[0], rep)).float(), targets[sel_d])
+            if nce is not None:
                 nce_sum += nce.detach()
                 loss = loss + weight * nce
-            else:
-                pred = head(_features(student, None, rep, augment(xb, lb, gen), lb))
-                loss = nn.functional.mse_loss(pred.float(), targets[sel_d])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
