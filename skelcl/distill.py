@@ -45,9 +45,9 @@ from .probe import encode, query_readout
 from .store import SkeletonDataset
 from .train import (CHECKPOINT, ENCODER_FILE, BatchSource, DistInfo, PretrainResult,
                     _atomic_save, _epoch_seed, _load_resume, _write_metrics, absolute_paths, apply_threads,
-                    build_learner, build_optimizer, checkpoint_dict, checkpoint_path, distinct_runs,
-                    export_encoder, diverged, group_ids, load_checkpoint, load_data, partner_positions,
-                    partner_table, resolve_device, resolve_graph, train_indices)
+                    build_learner, build_optimizer, checkpoint_dict, checkpoint_path, cross_view_probability,
+                    distinct_runs, export_encoder, diverged, group_ids, load_checkpoint, load_data,
+                    partner_positions, partner_table, resolve_device, resolve_graph, train_indices)
 
 STUDENT_READOUTS = ("cae", "cae_max", "last_q")
 
@@ -174,7 +174,9 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
         what = ("distill.contrast adds InfoNCE with a queue" if weight
                 else "distill.ema keeps its average in the key encoder")
         raise ConfigError(f"{what}: needs contrast.paradigm queue, got {cfg.contrast.paradigm!r}")
-    cross_view = float(cfg.contrast.cross_view) if weight else 0.0
+    cross_view = cross_view_probability(cfg) if weight else 0.0
+    if weight and cfg.contrast.cross_view_both:
+        raise ConfigError("distill.contrast draws one key per query: contrast.cross_view_both is for pretraining")
     apply_threads(cfg)
     ds = dataset if dataset is not None else load_data(cfg)
     resolve_graph(cfg, ds)

@@ -390,6 +390,20 @@ class BatchSource:
         return xb.float(), self.lengths.index_select(0, sel_d), sel_d
 
 
+def cross_view_probability(cfg: Config) -> float:
+    """``contrast.cross_view`` checked: a probability in [0, 1], with explicit keys (not the memory
+    bank), and > 0 where ``contrast.cross_view_both`` asks for a second positive. Raises ConfigError."""
+    p = float(cfg.contrast.cross_view)
+    if not 0.0 <= p <= 1.0:
+        raise ConfigError(f"contrast.cross_view is a probability in [0, 1], got {p}")
+    if p and cfg.contrast.paradigm == "memory_bank":
+        raise ConfigError("contrast.cross_view needs explicit keys: use paradigm queue or end_to_end")
+    if cfg.contrast.cross_view_both and not p:
+        raise ConfigError("contrast.cross_view_both needs contrast.cross_view > 0 (the other camera's "
+                          "recordings are its second positive)")
+    return p
+
+
 def partner_positions(partners: tuple[torch.Tensor, torch.Tensor], sel: torch.Tensor, prob: float,
                       gen: torch.Generator) -> torch.Tensor:
     """(B,) training positions of the keys of positions ``sel`` (B,): with probability ``prob`` a
@@ -556,14 +570,7 @@ class Pretrainer:
         resolve_graph(cfg, ds)
         self.learner = build_learner(cfg, self.input_dim, n, persons=int(ds.x.shape[2])).to(device)
         self.augment = build_augment(cfg.augment, joint_names=ds.layout.joints)
-        self.cross_view = float(cfg.contrast.cross_view)
-        if not 0.0 <= self.cross_view <= 1.0:
-            raise ConfigError(f"contrast.cross_view is a probability in [0, 1], got {self.cross_view}")
-        if self.cross_view and cfg.contrast.paradigm == "memory_bank":
-            raise ConfigError("contrast.cross_view needs explicit keys: use paradigm queue or end_to_end")
-        if cfg.contrast.cross_view_both and not self.cross_view:
-            raise ConfigError("contrast.cross_view_both needs contrast.cross_view > 0 (the other camera's "
-                              "recordings are its second positive)")
+        self.cross_view = cross_view_probability(cfg)
         self.partners = partner_table(ds, idx_train) if self.cross_view else None
         self.groups = group_ids(ds, idx_train).to(device) if cfg.contrast.exclude_group else None
         self.opt, self.sched = build_optimizer(cfg, self.learner)

@@ -129,7 +129,9 @@ def test_distillation_with_infonce_logs_both_terms_and_resumes_to_the_same_weigh
     resumed = distill(cfg, tmp_path / "cut", resume=True, progress=False)
     for n, v in resumed.learner.state_dict().items():
         assert torch.allclose(v, whole.learner.state_dict()[n], atol=1e-5), n
-    bad = {"distill.contrast=-1": "loss weight", "distill.contrast=0.5,distill.ema=0.9": "key encoder's slot"}
+    bad = {"distill.contrast=-1": "loss weight", "distill.contrast=0.5,distill.ema=0.9": "key encoder's slot",
+           "distill.contrast=0.5,contrast.cross_view=1.5": "probability in",
+           "distill.contrast=0.5,contrast.cross_view=0.5,contrast.cross_view_both=true": "one key per query"}
     for sets, msg in bad.items():
         with pytest.raises(ConfigError, match=msg):
             distill(load_config("synthetic", over + sets.split(",")), tmp_path / "bad", progress=False)
