@@ -52,6 +52,9 @@ class ModelConfig:
         without the data). The graph encoder always averages persons (``person_pool`` is for RNNs).
     frame_features: the RNN's input per frame: ``coords`` (the paper), ``distances`` (every pair of
         joints in the frame; view invariant) or ``coords+distances``.
+    bone_input: the graph encoder also reads each joint's bone vector (joint minus parent), and with
+        ``motion`` the bones' velocity: the joint and bone streams of two-stream graph networks in one
+        input. See :class:`skelcl.graph.GraphEncoder`.
     """
 
     encoder: str = "rnn"
@@ -70,6 +73,7 @@ class ModelConfig:
     kernel: int = 9
     graph: list[list[int]] = field(default_factory=list)
     joints: int = 0
+    bone_input: bool = False
 
 
 @dataclass

@@ -277,6 +277,8 @@ def build_encoder(input_dim: int, cfg: "object", persons: int = 1) -> nn.Module:
     kind = getattr(cfg, "encoder", "rnn")
     if kind not in ENCODERS:
         raise SettingError(f"model.encoder must be one of {', '.join(ENCODERS)}, got {kind!r}")
+    if kind != "gcn" and getattr(cfg, "bone_input", False):
+        raise SettingError("model.bone_input needs the skeleton graph: it applies to model.encoder: gcn")
     if kind == "gcn":
         from .graph import GraphEncoder
 
@@ -290,7 +292,7 @@ def build_encoder(input_dim: int, cfg: "object", persons: int = 1) -> nn.Module:
         joints = int(getattr(cfg, "joints", 0)) or max(max(b) for b in bones) + 1
         return GraphEncoder(input_dim, bones, joints, channels=cfg.channels, strides=cfg.strides,
                             kernel=cfg.kernel, persons=persons, motion=cfg.motion, tap=cfg.tap,
-                            dropout=cfg.dropout)
+                            dropout=cfg.dropout, bone_input=cfg.bone_input)
     return SequenceEncoder(input_dim, hidden=cfg.hidden, layers=cfg.layers, cell=cfg.cell,
                            bidirectional=cfg.bidirectional, tap=cfg.tap, input_norm=cfg.input_norm,
                            dropout=cfg.dropout, motion=cfg.motion, persons=persons,

@@ -81,6 +81,9 @@ class GraphEncoder(nn.Module):
         kernel: temporal kernel size (odd).
         persons: M.
         motion: append each frame's velocity to its coordinates (2C input channels).
+        bone_input: append each joint's bone vector (the joint minus its parent in ``bones``; zero at
+            a root) to its coordinates, before ``motion`` (which then adds the bones' velocity too):
+            the joint and bone streams of two-stream graph networks, fused at the input.
         tap: ``masked`` averages the valid (downsampled) frames, ``all`` every frame.
         dropout: before each temporal convolution.
     """
@@ -88,7 +91,7 @@ class GraphEncoder(nn.Module):
     def __init__(self, input_dim: int, bones: Sequence[Sequence[int]], joints: int,
                  channels: Sequence[int] = (64, 128, 256), strides: Sequence[int] = (2, 2, 1),
                  kernel: int = 9, persons: int = 1, motion: bool = False, tap: str = "masked",
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, bone_input: bool = False) -> None:
         super().__init__()
         self.persons = max(int(persons), 1)
         if joints < 1 or input_dim % (self.persons * joints):
@@ -106,9 +109,14 @@ class GraphEncoder(nn.Module):
         self.joints = joints
         self.coords = input_dim // (self.persons * joints)
         self.motion = motion
+        self.bone_input = bone_input
         self.tap = tap
         self.strides = [int(s) for s in strides]
-        c_in = self.coords * (2 if motion else 1)
+        parent = list(range(joints))  # a joint that is no bone's child is its own parent: zero bone
+        for child, par in bones:
+            parent[int(child)] = int(par)
+        self.register_buffer("parent", torch.tensor(parent, dtype=torch.long), persistent=False)
+        c_in = self.coords * (2 if bone_input else 1) * (2 if motion else 1)
         self.data_norm = nn.BatchNorm1d(c_in * joints)
         parts = graph_partitions(bones, joints)
         blocks = []
@@ -127,6 +135,8 @@ class GraphEncoder(nn.Module):
         w = person_weights(x)  # (N, M)
         mask = valid_mask(lengths, t)  # (N, T)
         x = x * mask[:, :, None, None, None].to(x.dtype)
+        if self.bone_input:  # C -> 2C: coordinates, then bone vectors
+            x = torch.cat([x, x - x[:, :, :, self.parent]], -1)
         if self.motion:
             x = with_velocity(x, mask)  # C -> 2C: coordinates, then velocity
         h = x.permute(0, 2, 4, 1, 3).reshape(n * m, -1, t, v)  # (N*M, C, T, V)

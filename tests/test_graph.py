@@ -84,3 +84,24 @@ def test_gcn_pretrains_and_rebuilds_from_its_checkpoint(tmp_path):
     a = encode(res.learner.cpu(), ds.x, ds.lengths)
     b = encode(learner, ds.x, ds.lengths)
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_bone_input_appends_joint_minus_parent_and_its_velocity():
+    torch.manual_seed(0)
+    enc = GraphEncoder(9, [(1, 0), (2, 1)], 3, channels=[4], strides=[1], kernel=3, motion=True,
+                       bone_input=True).eval()
+    seen = []
+    enc.data_norm.register_forward_hook(lambda mod, args, out: seen.append(args[0]))
+    x = torch.randn(2, 5, 1, 3, 3)
+    lengths = torch.tensor([5, 3])
+    out = enc(x, lengths)
+    feats = seen[0].reshape(2, 12, 3, 5).permute(0, 3, 2, 1)  # (N, T, V, 4C): coords, bones, their velocities
+    xm = x[:, :, 0] * (torch.arange(5)[None, :] < lengths[:, None])[:, :, None, None]
+    bone = xm - xm[:, :, [0, 0, 1]]  # the root (joint 0) is its own parent: a zero bone
+    torch.testing.assert_close(feats[..., :3], xm)
+    torch.testing.assert_close(feats[..., 3:6], bone)
+    assert not feats[..., 3:6][:, :, 0].any()
+    torch.testing.assert_close(feats[0, :4, :, 9:], bone[0, 1:] - bone[0, :-1])  # the bones' velocity
+    assert out.pooled.shape == (2, 4) and enc.data_norm.num_features == 12 * 3
+    with pytest.raises(SettingError, match="bone_input"):
+        build_encoder(9, load_config(None, ["model.bone_input=true"]).model)
