@@ -5,7 +5,13 @@ and tested on the other, both ways, and averaged ("val"); the figure on the real
 printed beside it ("test"), so one can see whether choosing a probe on "val" would have helped.
 The features are the frozen encoder's, computed once.
 
-    python bench/probe_views.py runs/nucla/xview
+With ``--copies K`` it also encodes K augmented copies of every sequence (the run's pretraining
+augmentation, generator seeds 1000..1000+K-1) and adds three rows: the probe trained on the
+sequences and their copies and tested on the raw test sequences (as image linear probes train on
+random crops), the same tested on the mean of each test sequence's raw and augmented features, and
+both sides on that mean.
+
+    python bench/probe_views.py runs/nucla/xview [--copies 4]
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import argparse
 from dataclasses import replace
 
 import numpy as np
+import torch
 
+from skelcl.augment import build_augment
 from skelcl.probe import encode, knn_eval, linear_eval, logistic_baseline
 from skelcl.train import apply_threads, load_checkpoint, load_data
 
@@ -24,6 +32,8 @@ def main() -> None:
     ap.add_argument("run", help="a run folder (with checkpoint.pt)")
     ap.add_argument("--representation", default=None, help="default: the run's probe.representation")
     ap.add_argument("--both-directions", action="store_true", help="probe.both_directions: also read it backwards")
+    ap.add_argument("--copies", type=int, default=0, metavar="K",
+                    help="also probe with K augmented copies of each sequence (the run's augmentation)")
     args = ap.parse_args()
     learner, cfg = load_checkpoint(f"{args.run}/checkpoint.pt")
     rep = args.representation or cfg.probe.representation
@@ -50,9 +60,32 @@ def main() -> None:
     def knn(k: int):
         return lambda i, j: knn_eval(feats[i], y[i], feats[j], y[j], k=k)["top1"]
 
+    def linear_on(tr_feats: np.ndarray, te_feats: np.ndarray, copies: int = 0):
+        def score(i, j) -> float:  # train rows i (and their copies), test rows j
+            xs = np.concatenate([tr_feats[i]] + [c[i] for c in extra[:copies]])
+            return linear_eval(xs, np.tile(y[i], copies + 1), te_feats[j], y[j], cfg.probe,
+                               num_classes=ds.num_classes)["top1"]
+        return score
+
+    extra: list[np.ndarray] = []
+    if args.copies > 0:
+        aug = build_augment(cfg.augment, joint_names=ds.layout.joints)
+        x = torch.as_tensor(np.asarray(ds.x, np.float32))
+        lengths = torch.as_tensor(np.asarray(ds.lengths))
+        for k in range(args.copies):
+            gen = torch.Generator().manual_seed(1000 + k)
+            xa = torch.cat([aug(x[s:s + 256], lengths[s:s + 256], gen) for s in range(0, len(x), 256)])
+            extra.append(encode(learner, xa, lengths, rep, both_directions=args.both_directions))
+    mean = (feats + sum(extra)) / (len(extra) + 1)
+
     rows = {"run's probe": linear(),
             "linear lr 0.1, wd 1e-3": linear(lr=0.1, weight_decay=1e-3),
             "linear lr 0.1, wd 1e-2": linear(lr=0.1, weight_decay=1e-2)}
+    if extra:
+        k = len(extra)
+        rows.update({f"run's probe, trained with {k} augmented copies": linear_on(feats, feats, k),
+                     "the same, tested on the mean over the copies": linear_on(feats, mean, k),
+                     f"run's probe on the mean over {k} copies, both sides": linear_on(mean, mean)})
     rows.update({f"logistic C={c:g}": logistic(c) for c in (0.01, 0.1, 1.0)})
     rows.update({f"kNN k={k}": knn(k) for k in (5, 10, 20)})
     print(f"{args.run} ({rep}{', both directions' if args.both_directions else ''}): val = train on view "
