@@ -112,13 +112,13 @@ class GraphEncoder(nn.Module):
         self.bone_input = bone_input
         self.tap = tap
         self.strides = [int(s) for s in strides]
+        parts = graph_partitions(bones, joints)  # refuses a bone outside the joints
         parent = list(range(joints))  # a joint that is no bone's child is its own parent: zero bone
         for child, par in bones:
             parent[int(child)] = int(par)
         self.register_buffer("parent", torch.tensor(parent, dtype=torch.long), persistent=False)
         c_in = self.coords * (2 if bone_input else 1) * (2 if motion else 1)
         self.data_norm = nn.BatchNorm1d(c_in * joints)
-        parts = graph_partitions(bones, joints)
         blocks = []
         for c, s in zip(channels, self.strides):
             blocks.append(GraphBlock(c_in, int(c), parts, stride=s, kernel=kernel, dropout=dropout))

@@ -63,6 +63,8 @@ def test_bad_graph_settings_are_setting_errors():
         GraphEncoder(60, KINECT20.bones, 20, channels=[8, 16], strides=[1])
     with pytest.raises(SettingError, match="odd"):
         GraphEncoder(60, KINECT20.bones, 20, kernel=4)
+    with pytest.raises(SettingError, match="outside"):  # the encoder's own check, not an IndexError
+        GraphEncoder(9, [(5, 0)], 3)
     lone = load_config(None, ["model.encoder=gcn", "model.graph=[[1, 0]]", "model.joints=3",
                               "model.channels=[4]", "model.strides=[1]"]).model
     enc = build_encoder(9, lone)  # joint 2 has no bone: the joint count comes from model.joints
