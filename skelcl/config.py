@@ -179,12 +179,18 @@ class DistillConfig:
         student also discriminates instances (needs paradigm queue; not with ``ema``, which uses the
         key encoder's slot). On N-UCLA at 0.1, 0.3 and 1.0: at or below the regression alone on
         both seeds tried, kNN lower on every run (docs/RESULTS.md, "Twentieth round").
+    mixup: 0 = off; > 0 = the concentration a of Beta(a, a): each augmented sequence of a batch is
+        mixed with its neighbour in the (shuffled) batch, x = l x_i + (1 - l) x_j, and regressed onto
+        the same mixture of their targets, l ~ Beta(a, a) per sequence. A regulariser: the student
+        sees inputs between the training sequences. Not with ``contrast`` (a mixed query has no
+        positive key).
     """
 
     teachers: list[str] = field(default_factory=list)
     group_mean: bool = True
     ema: float = 0.0
     contrast: float = 0.0
+    mixup: float = 0.0
 
 
 @dataclass

@@ -12,7 +12,8 @@ the student's probe representation (``probe.representation``: ``cae``, ``cae_max
 (B, E) -> a linear head (B, D) -> mean squared error against the targets (B, D). With
 ``distill.contrast`` > 0 the same forward pass also feeds the run's InfoNCE (a second augmented
 view, or another camera's recording with ``contrast.cross_view``, through the momentum key encoder,
-against the queue), added with that weight.
+against the queue), added with that weight. With ``distill.mixup`` the augmented batch is mixed with
+itself shifted by one, and so are its targets (:func:`mix_batch`).
 
 Targets (:func:`teacher_targets`): each teacher's frozen features of the raw sequence (its own
 data config and probe readout, as its linear probe reads it), standardised per dimension, scaled so
@@ -135,6 +136,24 @@ def group_average(targets: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     return sums[groups] / counts[groups, None]
 
 
+def mix_batch(x: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, lam: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mixup of a batch with itself shifted by one: row i becomes lam_i row_i + (1 - lam_i) row_(i+1).
+
+    Args:
+        x: (B, T, M, V, C) augmented sequences; lengths (B,); targets (B, D); lam (B,) in [0, 1].
+
+    Returns:
+        the mixed sequences (B, T, M, V, C), their lengths (B,) (the longer of the two, so that no
+        frame of either is cut; padding is zero), and the mixed targets (B, D).
+    """
+    other = torch.roll(torch.arange(x.shape[0], device=x.device), -1)
+    w = lam.to(x.dtype)
+    xm = torch.lerp(x[other], x, w.view(-1, *([1] * (x.dim() - 1))))
+    tm = torch.lerp(targets[other], targets, lam.to(targets.dtype)[:, None])
+    return xm, torch.maximum(lengths, lengths[other]), tm
+
+
 def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
             dataset: SkeletonDataset | None = None, stop_after: int | None = None,
             on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> PretrainResult:
@@ -168,6 +187,11 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
     weight = float(cfg.distill.contrast)
     if not (weight >= 0.0 and np.isfinite(weight)):
         raise ConfigError(f"distill.contrast is a loss weight, >= 0 (0 = off), got {weight}")
+    mixup = float(cfg.distill.mixup)
+    if not (mixup >= 0.0 and np.isfinite(mixup)):
+        raise ConfigError(f"distill.mixup is the Beta(a, a) concentration, > 0 (0 = off), got {mixup}")
+    if mixup and weight:
+        raise ConfigError("distill.mixup and distill.contrast: a mixed query has no positive key; set one of them")
     if weight and ema:
         raise ConfigError("distill.contrast and distill.ema both need the key encoder's slot: set one of them")
     if (weight or ema) and cfg.contrast.paradigm != "queue":  # before the teachers' features are computed
@@ -226,6 +250,7 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
         gen.manual_seed(es)
         perm.manual_seed(es)
         order = torch.randperm(n, generator=perm)
+        mix_rng = np.random.default_rng(es)
         trained.train()
         lr = opt.param_groups[0]["lr"]
         loss_sum = torch.zeros((), device=device)
@@ -241,14 +266,19 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
             xb, lb, sel_d = data.get(sel)
             outs: list[Any] = []
             nce = None
+            tb = targets[sel_d]
             if weight:  # one student pass serves both terms: the learner hands back its query output
                 xkb, lkb = xb, lb
                 if partners is not None:
                     xkb, lkb, _ = data.get(partner_positions(partners, sel, cross_view, perm))
                 nce = learner(augment(xb, lb, gen), augment(xkb, lkb, gen), lb, lengths_k=lkb, outputs=outs)
+            elif mixup:
+                lam = torch.from_numpy(mix_rng.beta(mixup, mixup, size=len(sel)).astype(np.float32)).to(device)
+                xm, lm, tb = mix_batch(augment(xb, lb, gen), lb, tb, lam)
+                outs.append(student(xm, lm))
             else:
                 outs.append(student(augment(xb, lb, gen), lb))
-            loss = nn.functional.mse_loss(head(query_readout(outs[0], rep)).float(), targets[sel_d])
+            loss = nn.functional.mse_loss(head(query_readout(outs[0], rep)).float(), tb)
             if nce is not None:
                 nce_sum += nce.detach()
                 loss = loss + weight * nce

@@ -12,7 +12,7 @@ import torch
 
 from skelcl.cli import main
 from skelcl.config import load_config
-from skelcl.distill import check_teachers, distill, group_average, teacher_targets
+from skelcl.distill import check_teachers, distill, group_average, mix_batch, teacher_targets
 from skelcl.errors import ConfigError
 from skelcl.train import TrainingDiverged, load_checkpoint, load_data, pretrain, train_indices
 
@@ -37,6 +37,17 @@ def test_group_average_matches_a_hand_computation():
     got = group_average(t, g)
     want = torch.tensor([[3.0, 4.0], [3.0, 4.0], [10.0, 0.0], [3.0, 4.0]])
     assert torch.allclose(got, want)
+
+
+def test_mix_batch_matches_a_hand_computation():
+    x = torch.arange(3 * 4 * 1 * 2 * 3, dtype=torch.float32).view(3, 4, 1, 2, 3)
+    t = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]])
+    lam = torch.tensor([1.0, 0.25, 0.5])
+    xm, lm, tm = mix_batch(x, torch.tensor([4, 2, 3]), t, lam)
+    assert torch.equal(xm[0], x[0])
+    assert torch.allclose(xm[1], 0.25 * x[1] + 0.75 * x[2]) and torch.allclose(xm[2], 0.5 * x[2] + 0.5 * x[0])
+    assert torch.allclose(tm, torch.tensor([[1.0, 0.0], [1.5, 1.75], [1.5, 1.0]]))
+    assert lm.tolist() == [4, 3, 4]
 
 
 def test_targets_give_each_teacher_equal_weight_and_unit_mean_variance(teachers):
@@ -138,6 +149,23 @@ def test_distillation_with_infonce_logs_both_terms_and_resumes_to_the_same_weigh
     with pytest.raises(ConfigError, match="paradigm queue"):
         distill(load_config("synthetic", over + ["distill.contrast=0.5", "contrast.paradigm=end_to_end"]),
                 tmp_path / "bad2", progress=False)
+
+
+def test_mixup_changes_the_training_resumes_and_is_refused_beside_infonce(teachers, tmp_path):
+    over = STUDENT + [f"distill.teachers=[{teachers[0]}, {teachers[1]}]"]
+    plain = distill(load_config("synthetic", over), tmp_path / "plain", progress=False, stop_after=2)
+    cfg = load_config("synthetic", over + ["distill.mixup=0.4"])
+    whole = distill(cfg, tmp_path / "whole", progress=False)
+    assert len(whole.metrics) == 4 and all(np.isfinite(r["loss"]) for r in whole.metrics)
+    assert whole.metrics[0]["loss"] != plain.metrics[0]["loss"]  # the student saw mixed sequences
+    distill(cfg, tmp_path / "cut", progress=False, stop_after=2)
+    resumed = distill(cfg, tmp_path / "cut", resume=True, progress=False)
+    for n, v in resumed.learner.encoder_q.state_dict().items():
+        assert torch.allclose(v, whole.learner.encoder_q.state_dict()[n], atol=1e-6), n
+    bad = {"distill.mixup=-0.5": "Beta", "distill.mixup=0.4,distill.contrast=0.5": "no positive key"}
+    for sets, msg in bad.items():
+        with pytest.raises(ConfigError, match=msg):
+            distill(load_config("synthetic", over + sets.split(",")), tmp_path / "bad", progress=False)
 
 
 def test_infonce_beside_the_regression_takes_its_keys_from_the_other_cameras(tmp_path, monkeypatch):
