@@ -32,6 +32,7 @@ once, up front.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -170,6 +171,10 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
     """
     from .augment import build_augment
 
+    world = os.environ.get("WORLD_SIZE", "1") or "1"
+    if world != "1":  # every process would write the same run folder
+        raise ConfigError(f"distillation runs in one process (WORLD_SIZE={world}): launch `skelcl distill` without "
+                          "torchrun; it computes the teachers' targets once and trains one student")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt: dict[str, Any] | None = None

@@ -558,8 +558,9 @@ class Pretrainer:
             raise ConfigError(f"pretraining needs at least 2 training sequences, got {n}")
         bs = min(cfg.optim.batch_size, n)
         if bs % world:
+            fit = bs // world * world or world
             raise ConfigError(f"optim.batch_size={bs} is the global batch and must be divisible by the "
-                              f"number of processes ({world}); set e.g. optim.batch_size={bs // world * world or world}")
+                              f"number of processes ({world}); set e.g. optim.batch_size={fit}")
         self.n = n
         self.batch_size = bs  # global
         self.local_batch_size = bs // world

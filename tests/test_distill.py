@@ -74,6 +74,14 @@ def test_teachers_are_refused_when_missing_repeated_or_the_run_itself(teachers, 
         check_teachers([teachers[0]], out_dir=teachers[0])
 
 
+def test_distillation_under_torchrun_is_refused_before_it_writes(teachers, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    cfg = load_config("synthetic", STUDENT + [f"distill.teachers=[{teachers[0]}]"])
+    with pytest.raises(ConfigError, match="one process"):
+        distill(cfg, tmp_path / "student", progress=False)
+    assert not (tmp_path / "student").exists()
+
+
 def test_a_teacher_of_another_dataset_is_refused(teachers, tmp_path):
     ckpt = torch.load(teachers[0] / "checkpoint.pt", map_location="cpu", weights_only=True)
     ckpt["config"]["data"]["dataset"] = "sbu"
