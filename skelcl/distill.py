@@ -334,7 +334,7 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
             curves = {"total": (epochs, loss), "MSE to the teachers": (epochs, mse),
                       f"InfoNCE (weight {weight:g})": (epochs, nce)}
         plot_loss_curve(epochs, loss, out / "loss.png", title=f"{cfg.name}: distillation ({who})", curves=curves,
-                        ylabel="loss" if weight else "MSE to the teachers")
+                        ylabel="loss" if weight else f"MSE to the teachers{' (mixed sequences)' if mixup else ''}")
     if metrics and int(metrics[-1]["epoch"]) >= cfg.optim.epochs:
         export_encoder(learner, cfg, out / ENCODER_FILE)
     learner.eval()
