@@ -50,22 +50,11 @@ def main() -> None:
     def both(score) -> tuple[float, float]:
         return (score(a, b) + score(b, a)) / 2, score(tr, te)
 
-    def linear(**kw):
-        p = replace(cfg.probe, **kw)
-        return lambda i, j: linear_eval(feats[i], y[i], feats[j], y[j], p, num_classes=ds.num_classes)["top1"]
-
     def logistic(c: float):
         return lambda i, j: logistic_baseline(feats[i], y[i], feats[j], y[j], max_iter=2000, C=c)["top1"]
 
     def knn(k: int):
         return lambda i, j: knn_eval(feats[i], y[i], feats[j], y[j], k=k)["top1"]
-
-    def linear_on(tr_feats: np.ndarray, te_feats: np.ndarray, copies: int = 0):
-        def score(i, j) -> float:  # train rows i (and their copies), test rows j
-            xs = np.concatenate([tr_feats[i]] + [c[i] for c in extra[:copies]])
-            return linear_eval(xs, np.tile(y[i], copies + 1), te_feats[j], y[j], cfg.probe,
-                               num_classes=ds.num_classes)["top1"]
-        return score
 
     extra: list[np.ndarray] = []
     if args.copies > 0:
@@ -78,14 +67,22 @@ def main() -> None:
             extra.append(encode(learner, xa, lengths, rep, both_directions=args.both_directions))
     mean = (feats + sum(extra)) / (len(extra) + 1)
 
+    def linear(tr_feats: np.ndarray = feats, te_feats: np.ndarray = feats, copies: int = 0, **kw):
+        p = replace(cfg.probe, **kw)
+
+        def score(i, j) -> float:  # train rows i (and their first `copies` augmented copies), test rows j
+            xs = np.concatenate([tr_feats[i]] + [c[i] for c in extra[:copies]])
+            return linear_eval(xs, np.tile(y[i], copies + 1), te_feats[j], y[j], p, num_classes=ds.num_classes)["top1"]
+        return score
+
     rows = {"run's probe": linear(),
             "linear lr 0.1, wd 1e-3": linear(lr=0.1, weight_decay=1e-3),
             "linear lr 0.1, wd 1e-2": linear(lr=0.1, weight_decay=1e-2)}
     if extra:
         k = len(extra)
-        rows.update({f"run's probe, trained with {k} augmented copies": linear_on(feats, feats, k),
-                     "the same, tested on the mean over the copies": linear_on(feats, mean, k),
-                     f"run's probe on the mean over {k} copies, both sides": linear_on(mean, mean)})
+        rows.update({f"run's probe, trained with {k} augmented copies": linear(copies=k),
+                     "the same, tested on the mean over the copies": linear(te_feats=mean, copies=k),
+                     f"run's probe on the mean over {k} copies, both sides": linear(mean, mean)})
     rows.update({f"logistic C={c:g}": logistic(c) for c in (0.01, 0.1, 1.0)})
     rows.update({f"kNN k={k}": knn(k) for k in (5, 10, 20)})
     print(f"{args.run} ({rep}{', both directions' if args.both_directions else ''}): val = train on view "

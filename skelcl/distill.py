@@ -32,7 +32,6 @@ once, up front.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -48,8 +47,8 @@ from .store import SkeletonDataset
 from .train import (CHECKPOINT, ENCODER_FILE, BatchSource, DistInfo, PretrainResult,
                     _atomic_save, _epoch_seed, _load_resume, _write_metrics, absolute_paths, apply_threads,
                     build_learner, build_optimizer, checkpoint_dict, checkpoint_path, cross_view_probability,
-                    distinct_runs, export_encoder, diverged, group_ids, load_checkpoint, load_data,
-                    partner_positions, partner_table, resolve_device, resolve_graph, train_indices)
+                    distinct_runs, export_encoder, diverged, group_ids, launched_world_size, load_checkpoint,
+                    load_data, partner_positions, partner_table, resolve_device, resolve_graph, train_indices)
 
 STUDENT_READOUTS = ("cae", "cae_max", "last_q")
 
@@ -171,8 +170,8 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
     """
     from .augment import build_augment
 
-    world = os.environ.get("WORLD_SIZE", "1") or "1"
-    if world != "1":  # every process would write the same run folder
+    world = launched_world_size()
+    if world > 1:  # every process would write the same run folder
         raise ConfigError(f"distillation runs in one process (WORLD_SIZE={world}): launch `skelcl distill` without "
                           "torchrun; it computes the teachers' targets once and trains one student")
     out = Path(out_dir)

@@ -245,6 +245,16 @@ class DistInfo:
         return self.world > 1
 
 
+def launched_world_size() -> int:
+    """The number of processes a launcher (torchrun) asked for: WORLD_SIZE, 1 when unset or empty;
+    a value that is not an integer raises ConfigError."""
+    raw = os.environ.get("WORLD_SIZE", "1") or "1"
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"WORLD_SIZE={raw!r} is not a number of processes") from None
+
+
 def init_distributed(device_name: str = "auto") -> DistInfo:
     """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT).
 
@@ -256,7 +266,7 @@ def init_distributed(device_name: str = "auto") -> DistInfo:
 
     if dist.is_available() and dist.is_initialized():
         return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), False)
-    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    world = launched_world_size()
     if world <= 1:
         return DistInfo()
     if not dist.is_available():

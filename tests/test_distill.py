@@ -80,6 +80,9 @@ def test_distillation_under_torchrun_is_refused_before_it_writes(teachers, tmp_p
     with pytest.raises(ConfigError, match="one process"):
         distill(cfg, tmp_path / "student", progress=False)
     assert not (tmp_path / "student").exists()
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(ConfigError, match="not a number of processes"):
+        distill(cfg, tmp_path / "student", progress=False)
 
 
 def test_a_teacher_of_another_dataset_is_refused(teachers, tmp_path):
