@@ -635,10 +635,24 @@ class Compose:
 
     def __call__(self, x: torch.Tensor, lengths: torch.Tensor,
                  gen: torch.Generator | None = None) -> torch.Tensor:
+        return self.apply(x, lengths, self.draw(x, lengths, gen))
+
+    def draw(self, x: torch.Tensor, lengths: torch.Tensor, gen: torch.Generator | None = None) -> list[Params]:
+        """Every op's parameters for a batch (B, T, M, V, C), in order. Draws depend on the batch's
+        shape and lengths only (no op changes them), so the same parameters can be applied to another
+        preprocessing of the same sequences (``distill.consistent``)."""
         _check(x, lengths)
         lengths = lengths.to(x.device)
-        for op in self.ops:
-            x = op.apply(x, lengths, op.draw(x, lengths, gen))
+        return [op.draw(x, lengths, gen) for op in self.ops]
+
+    def apply(self, x: torch.Tensor, lengths: torch.Tensor, params: Sequence[Params]) -> torch.Tensor:
+        """Apply the ops with parameters from :meth:`draw` (one entry per op)."""
+        _check(x, lengths)
+        if len(params) != len(self.ops):
+            raise ValueError(f"{len(self.ops)} augmentations, {len(params)} parameter sets")
+        lengths = lengths.to(x.device)
+        for op, p in zip(self.ops, params):
+            x = op.apply(x, lengths, p)
         return x
 
     def __len__(self) -> int:

@@ -185,6 +185,13 @@ class DistillConfig:
         sees inputs between the training sequences. Not with ``contrast`` (a mixed query has no
         positive key). On N-UCLA at 0.4: 89.7 and 86.6 on seeds 0 and 1 against 89.0 and 89.4
         without it, kNN lower on both (docs/RESULTS.md, "Twenty-second round").
+    consistent: False = each target is the teachers' features of the raw sequence, computed once;
+        True = the teachers also run, every step, on the very input the student sees (the same
+        augmentation draws, applied to each teacher's own preprocessing; mixed with ``mixup``), and
+        the target moves by what that input changes in their features: target(raw) + T(seen) - T(raw).
+        Without ``group_mean`` that is T(seen), consistent teaching ("function matching"); with it,
+        the view-invariant group mean shifted by the augmentation's effect. Costs a teacher forward
+        pass per step. Not with ``contrast``; every teacher must read sequences of the student's shape.
     """
 
     teachers: list[str] = field(default_factory=list)
@@ -192,6 +199,7 @@ class DistillConfig:
     ema: float = 0.0
     contrast: float = 0.0
     mixup: float = 0.0
+    consistent: bool = False
 
 
 @dataclass

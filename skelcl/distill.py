@@ -13,7 +13,9 @@ the student's probe representation (``probe.representation``: ``cae``, ``cae_max
 ``distill.contrast`` > 0 the same forward pass also feeds the run's InfoNCE (a second augmented
 view, or another camera's recording with ``contrast.cross_view``, through the momentum key encoder,
 against the queue), added with that weight. With ``distill.mixup`` the augmented batch is mixed with
-itself shifted by one, and so are its targets (:func:`mix_batch`).
+itself shifted by one, and so are its targets (:func:`mix_batch`). With ``distill.consistent`` the
+teachers also run on that very input each step and the target moves by the change in their
+features (:func:`teachers_on`).
 
 Targets (:func:`teacher_targets`): each teacher's frozen features of the raw sequence (its own
 data config and probe readout, as its linear probe reads it), standardised per dimension, scaled so
@@ -26,13 +28,14 @@ The run folder is a pretraining run's (``checkpoint.pt`` in the format of
 of the student, or with ``distill.ema`` the running average of its weights, which replaces the
 student after the last epoch; ``metrics.csv``, ``loss.png``, ``encoder.safetensors``), and a killed
 run resumes from its last epoch. Single process (no torchrun): the teachers' features are computed
-once, up front.
+once, up front (with ``distill.consistent``, again on each batch).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -40,9 +43,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import Config, apply_overrides, config_from_dict, save_config
+from .config import Config, config_from_dict, save_config
 from .errors import ConfigError
-from .probe import encode, query_readout
+from .probe import batch_features, encode, query_readout
 from .store import SkeletonDataset
 from .train import (CHECKPOINT, ENCODER_FILE, BatchSource, DistInfo, PretrainResult,
                     _atomic_save, _epoch_seed, _load_resume, _write_metrics, absolute_paths, apply_threads,
@@ -86,22 +89,41 @@ def _rows_in(tds: SkeletonDataset, ds: SkeletonDataset, rows: np.ndarray, teache
     return np.array([pos[n] for n in want], dtype=np.int64)
 
 
-def teacher_targets(teachers: Sequence[str | Path], cfg: Config, ds: SkeletonDataset, rows: np.ndarray,
-                    progress: bool = False) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """The distillation targets of the sequences ``ds[rows]``.
+@dataclass
+class Teacher:
+    """One frozen teacher: its learner (eval mode, no gradient), its config, its view of the data
+    (``ds`` read with its own preprocessing; ``rows``: its rows of the run's pretraining sequences, in
+    their order) and, once :func:`teacher_targets` has run, the affine map of its raw features onto
+    its block of the targets, ``(f - mean) * scale``."""
 
-    Each teacher reads the data with its own data config (its preprocessing), from this run's
-    ``data.root``, and its own probe readout; its features (n, E_t) are standardised per dimension
-    and scaled by sqrt(D / (k E_t)) (k teachers, D = sum E_t), so each teacher carries the same
-    weight and a dimension has unit variance on average.
+    checkpoint: str
+    learner: nn.Module
+    cfg: Config
+    ds: SkeletonDataset
+    rows: np.ndarray
+    mean: torch.Tensor | None = None
+    scale: torch.Tensor | None = None
 
-    Returns:
-        (n, D) float32 targets (before ``group_mean``) and one record per teacher (checkpoint,
-        encoder, readout, width).
-    """
+    @property
+    def record(self) -> dict[str, Any]:
+        dim = 0 if self.mean is None else int(self.mean.shape[0])
+        return {"checkpoint": self.checkpoint, "encoder": self.cfg.model.encoder,
+                "readout": self.cfg.probe.representation, "dim": dim}
+
+    def features(self, xb: torch.Tensor, lb: torch.Tensor) -> torch.Tensor:
+        """(B, T, M, V, C), (B,) in this teacher's preprocessing -> its block of the targets (B, E_t)."""
+        p = self.cfg.probe
+        with torch.no_grad():
+            f = batch_features(self.learner, p.representation, xb, lb, p.person_symmetric, p.both_directions)
+        return (f.float() - self.mean) * self.scale  # type: ignore[operator]
+
+
+def load_teachers(teachers: Sequence[str | Path], cfg: Config, ds: SkeletonDataset, rows: np.ndarray
+                  ) -> list[Teacher]:
+    """Each teacher's checkpoint and its view of the sequences ``ds[rows]`` (its own data config,
+    read from this run's ``data.root``; teachers of one preprocessing share one copy)."""
     device = resolve_device(cfg.train.device)
-    blocks: list[np.ndarray] = []
-    record: list[dict[str, Any]] = []
+    out: list[Teacher] = []
     views: dict[str, tuple[SkeletonDataset, np.ndarray]] = {}
     for t in teachers:
         learner, tcfg = load_checkpoint(t)
@@ -110,22 +132,51 @@ def teacher_targets(teachers: Sequence[str | Path], cfg: Config, ds: SkeletonDat
                               f"{cfg.data.dataset!r}")
         if tcfg.probe.representation not in STUDENT_READOUTS + ("cae+", "k", "last_k"):
             raise ConfigError(f"teacher {t}: unknown readout {tcfg.probe.representation!r}")
-        tcfg = config_from_dict(apply_overrides(tcfg.to_dict(), [f"data.root={cfg.data.root}"]))
+        tcfg.data = replace(tcfg.data, root=cfg.data.root)  # (an override string would turn None into 'None')
         key = json.dumps(tcfg.to_dict()["data"], sort_keys=True, default=str)
         if key not in views:
             tds = ds if tcfg.data == cfg.data else load_data(tcfg)
             views[key] = (tds, _rows_in(tds, ds, rows, str(t)))
-        tds, trows = views[key]
-        p = tcfg.probe
-        f = encode(learner, tds.x, tds.lengths, p.representation, device=device, index=trows,
-                   person_symmetric=p.person_symmetric, both_directions=p.both_directions, progress=progress)
+        learner = learner.to(device).eval().requires_grad_(False)
+        out.append(Teacher(str(t), learner, tcfg, *views[key]))
+    return out
+
+
+def teacher_targets(teachers: Sequence[str | Path | Teacher], cfg: Config, ds: SkeletonDataset, rows: np.ndarray,
+                    progress: bool = False) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """The distillation targets of the sequences ``ds[rows]``.
+
+    Each teacher reads the data with its own data config (its preprocessing), from this run's
+    ``data.root``, and its own probe readout; its features (n, E_t) are standardised per dimension
+    and scaled by sqrt(D / (k E_t)) (k teachers, D = sum E_t), so each teacher carries the same
+    weight and a dimension has unit variance on average. Given :class:`Teacher` objects (from
+    :func:`load_teachers`), their ``mean`` and ``scale`` are set to that map.
+
+    Returns:
+        (n, D) float32 targets (before ``group_mean``) and one record per teacher (checkpoint,
+        encoder, readout, width).
+    """
+    device = resolve_device(cfg.train.device)
+    loaded = [t for t in teachers if isinstance(t, Teacher)]
+    if len(loaded) != len(teachers):
+        loaded = load_teachers([t for t in teachers if not isinstance(t, Teacher)], cfg, ds, rows)
+    feats: list[np.ndarray] = []
+    for t in loaded:
+        p = t.cfg.probe
+        feats.append(encode(t.learner, t.ds.x, t.ds.lengths, p.representation, device=device, index=t.rows,
+                            person_symmetric=p.person_symmetric, both_directions=p.both_directions,
+                            progress=progress))
+    blocks: list[np.ndarray] = []
+    for f in feats:
         f = (f - f.mean(0)) / (f.std(0) + 1e-6)
         blocks.append(f / np.sqrt(f.shape[1]))
-        record.append({"checkpoint": str(t), "encoder": tcfg.model.encoder, "readout": p.representation,
-                       "dim": int(f.shape[1])})
     targets = np.concatenate(blocks, 1).astype(np.float32)
-    targets *= np.sqrt(targets.shape[1] / len(blocks))
-    return targets, record
+    overall = np.sqrt(targets.shape[1] / len(blocks))
+    targets *= overall
+    for t, f in zip(loaded, feats):  # the same map, for features computed later (distill.consistent)
+        t.mean = torch.from_numpy(f.mean(0)).to(device)
+        t.scale = torch.from_numpy((overall / ((f.std(0) + 1e-6) * np.sqrt(f.shape[1]))).astype(np.float32)).to(device)
+    return targets, [t.record for t in loaded]
 
 
 def group_average(targets: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
@@ -152,6 +203,38 @@ def mix_batch(x: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, lam
     xm = torch.lerp(x[other], x, w.view(-1, *([1] * (x.dim() - 1))))
     tm = torch.lerp(targets[other], targets, lam.to(targets.dtype)[:, None])
     return xm, torch.maximum(lengths, lengths[other]), tm
+
+
+def teachers_on(loaded: Sequence[Teacher], sources: dict[int, BatchSource | None], sel: torch.Tensor,
+                seen: tuple[torch.Tensor, torch.Tensor], augment: Any, params: list[Any],
+                lam: torch.Tensor | None) -> torch.Tensor:
+    """The teachers' target blocks (B, D) of the input the student sees.
+
+    Args:
+        loaded: the teachers (their maps set by :func:`teacher_targets`).
+        sources: per teacher view (``id(teacher.ds)``) its batches of the pretraining sequences, or
+            None for the student's own preprocessing, whose batch is ``seen`` itself.
+        sel: (B,) positions of the batch among the pretraining sequences.
+        seen: the student's input (B, T, M, V, C) and lengths (B,), augmented and mixed.
+        augment, params: the augmentation and its draws for this batch (``Compose.draw``).
+        lam: (B,) mixup weights, or None.
+    """
+    batches: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    out: list[torch.Tensor] = []
+    for t in loaded:
+        key = id(t.ds)
+        if key not in batches:
+            src = sources[key]
+            if src is None:
+                batches[key] = seen
+            else:
+                xt, lt, _ = src.get(sel)
+                xt = augment.apply(xt, lt, params)
+                if lam is not None:
+                    xt, lt, _ = mix_batch(xt, lt, xt.new_zeros(len(lt), 0), lam)
+                batches[key] = (xt, lt)
+        out.append(t.features(*batches[key]))
+    return torch.cat(out, 1)
 
 
 def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
@@ -196,6 +279,10 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
         raise ConfigError(f"distill.mixup is the Beta(a, a) concentration, > 0 (0 = off), got {mixup}")
     if mixup and weight:
         raise ConfigError("distill.mixup and distill.contrast: a mixed query has no positive key; set one of them")
+    consistent = bool(cfg.distill.consistent)
+    if consistent and weight:
+        raise ConfigError("distill.consistent and distill.contrast: the InfoNCE views are drawn inside the learner; "
+                          "set one of them")
     if weight and ema:
         raise ConfigError("distill.contrast and distill.ema both need the key encoder's slot: set one of them")
     if (weight or ema) and cfg.contrast.paradigm != "queue":  # before the teachers' features are computed
@@ -216,8 +303,17 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
     if n < 2:
         raise ConfigError(f"distillation needs at least 2 pretraining sequences, got {n}")
     t0 = time.perf_counter()
-    tgt_np, record = teacher_targets(teachers, cfg, ds, rows, progress=progress)
+    loaded: list[Teacher] = []
+    if consistent:
+        loaded = load_teachers(teachers, cfg, ds, rows)
+        for t in loaded:
+            if tuple(t.ds.x.shape[1:]) != tuple(ds.x.shape[1:]):
+                raise ConfigError(f"distill.consistent: teacher {t.checkpoint} reads sequences of shape (T, M, V, C) "
+                                  f"{tuple(t.ds.x.shape[1:])}, the student {tuple(ds.x.shape[1:])}; the augmentation "
+                                  "draws cannot be shared")
+    tgt_np, record = teacher_targets(loaded or teachers, cfg, ds, rows, progress=progress)
     targets = torch.from_numpy(tgt_np)
+    raw = targets.to(device) if consistent else None  # each teacher's features of the raw sequence
     if cfg.distill.group_mean:
         targets = group_average(targets, group_ids(ds, rows))
     targets = targets.to(device)
@@ -230,6 +326,7 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
     student = learner.encoder_q
     average = learner.encoder_k if ema else None  # the key encoder's slot holds the weight average
     data = BatchSource(ds, rows, device)
+    sources = {id(t.ds): None if t.ds is ds else BatchSource(t.ds, t.rows, device) for t in loaded}
     partners = partner_table(ds, rows) if cross_view else None
     width = student.output_dim * (2 if rep == "cae_max" else 1)
     head = nn.Linear(width, targets.shape[1]).to(device)
@@ -276,12 +373,19 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
                 if partners is not None:
                     xkb, lkb, _ = data.get(partner_positions(partners, sel, cross_view, perm))
                 nce = learner(augment(xb, lb, gen), augment(xkb, lkb, gen), lb, lengths_k=lkb, outputs=outs)
-            elif mixup:
-                lam = torch.from_numpy(mix_rng.beta(mixup, mixup, size=len(sel)).astype(np.float32)).to(device)
-                xm, lm, tb = mix_batch(augment(xb, lb, gen), lb, tb, lam)
-                outs.append(student(xm, lm))
             else:
-                outs.append(student(augment(xb, lb, gen), lb))
+                lam = None
+                if mixup:
+                    lam = torch.from_numpy(mix_rng.beta(mixup, mixup, size=len(sel)).astype(np.float32)).to(device)
+                params = augment.draw(xb, lb, gen)
+                seen = (augment.apply(xb, lb, params), lb)
+                rb = raw[sel_d] if raw is not None else tb[:, :0]
+                if lam is not None:  # the targets and the teachers' raw features mixed alike
+                    xm, lm, both = mix_batch(*seen, torch.cat([tb, rb], 1), lam)
+                    seen, tb, rb = (xm, lm), both[:, :tb.shape[1]], both[:, tb.shape[1]:]
+                if raw is not None:  # target(raw) + T(seen) - T(raw)
+                    tb = tb + teachers_on(loaded, sources, sel, seen, augment, params, lam) - rb
+                outs.append(student(*seen))
             loss = nn.functional.mse_loss(head(query_readout(outs[0], rep)).float(), tb)
             if nce is not None:
                 nce_sum += nce.detach()
@@ -333,7 +437,8 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
             curves = {"total": (epochs, loss), "MSE to the teachers": (epochs, mse),
                       f"InfoNCE (weight {weight:g})": (epochs, nce)}
         plot_loss_curve(epochs, loss, out / "loss.png", title=f"{cfg.name}: distillation ({who})", curves=curves,
-                        ylabel="loss" if weight else f"MSE to the teachers{' (mixed sequences)' if mixup else ''}")
+                        ylabel="loss" if weight else f"MSE to the teachers{' (mixed sequences)' if mixup else ''}"
+                        f"{' (teachers on the same input)' if consistent else ''}")
     if metrics and int(metrics[-1]["epoch"]) >= cfg.optim.epochs:
         export_encoder(learner, cfg, out / ENCODER_FILE)
     learner.eval()

@@ -211,6 +211,20 @@ def _features(enc_q: nn.Module, enc_k: nn.Module | None, representation: str, xb
     return torch.cat([enc_q(xb, lb).pooled, enc_k(xb, lb).pooled], 1)  # type: ignore[misc]
 
 
+def batch_features(model: nn.Module, representation: str, xb: torch.Tensor, lb: torch.Tensor,
+                   person_symmetric: bool = False, both_directions: bool = False) -> torch.Tensor:
+    """:func:`encode`'s features of one batch already on the model's device: (B, T, M, V, C), (B,)
+    -> (B, E). The caller sets eval mode and no_grad (a teacher run on each training batch)."""
+    enc_q, enc_k = _encoders(model, representation)
+    f = _features(enc_q, enc_k, representation, xb, lb)
+    if person_symmetric and xb.dim() == 5 and xb.shape[2] >= 2:
+        # one-person samples are left unswapped, so their average is their own feature
+        f = (f + _features(enc_q, enc_k, representation, swap_two_persons(xb, lb), lb)) / 2
+    if both_directions:
+        f = torch.cat([f, _features(enc_q, enc_k, representation, time_reversed(xb, lb), lb)], 1)
+    return f
+
+
 def encode(learner_or_encoder: nn.Module, x: ArrayLike, lengths: ArrayLike, representation: str = "cae",
            batch_size: int = 256, device: str | torch.device | None = None,
            index: np.ndarray | None = None, progress: bool = False,
@@ -253,12 +267,7 @@ def encode(learner_or_encoder: nn.Module, x: ArrayLike, lengths: ArrayLike, repr
         starts = range(0, len(idx_all), batch_size)
         for s in _progress(starts, progress, f"encode {representation}"):
             xb, lb = _batch(x, lengths, idx_all[s:s + batch_size], dev)
-            f = _features(enc_q, enc_k, representation, xb, lb)
-            if person_symmetric and xb.dim() == 5 and xb.shape[2] >= 2:
-                # one-person samples are left unswapped, so their average is their own feature
-                f = (f + _features(enc_q, enc_k, representation, swap_two_persons(xb, lb), lb)) / 2
-            if both_directions:
-                f = torch.cat([f, _features(enc_q, enc_k, representation, time_reversed(xb, lb), lb)], 1)
+            f = batch_features(learner_or_encoder, representation, xb, lb, person_symmetric, both_directions)
             out.append(f.float().cpu().numpy())
     if not out:
         dim = getattr(enc_q, "output_dim", 0) * (2 if representation in ("cae+", "cae_max") else 1)

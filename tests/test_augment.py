@@ -317,6 +317,15 @@ def test_compose_in_order_same_seed():
         z = op(z, lengths, g)
     assert torch.equal(y, z)
     zero_where_input_zero(x, y)
+    # drawn once, applied twice: the draws depend on the batch's shape only, so they serve another
+    # preprocessing of the same sequences (here a scaling, through the linear ops)
+    params = comp.draw(x, lengths, gen(4))
+    assert torch.equal(comp.apply(x, lengths, params), y)
+    linear = build_augment(["rotate", "shear", "reverse", "joint_mask", "channel_mask"])
+    drawn = linear.draw(x, lengths, gen(5))
+    assert torch.allclose(linear.apply(2 * x, lengths, drawn), 2 * linear.apply(x, lengths, drawn), atol=1e-5)
+    with pytest.raises(ValueError, match="parameter sets"):
+        linear.apply(x, lengths, drawn[:2])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

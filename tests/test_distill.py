@@ -12,9 +12,12 @@ import torch
 
 from skelcl.cli import main
 from skelcl.config import load_config
-from skelcl.distill import check_teachers, distill, group_average, mix_batch, teacher_targets
+from skelcl.augment import build_augment
+from skelcl.distill import (check_teachers, distill, group_average, load_teachers, mix_batch, teacher_targets,
+                            teachers_on)
+from skelcl.probe import encode
 from skelcl.errors import ConfigError
-from skelcl.train import TrainingDiverged, load_checkpoint, load_data, pretrain, train_indices
+from skelcl.train import BatchSource, TrainingDiverged, load_checkpoint, load_data, pretrain, train_indices
 
 SMALL = ["train.tensorboard=false", "train.device=cpu", "data.options.per_class=10", "model.hidden=32",
          "contrast.queue_size=64"]
@@ -177,6 +180,57 @@ def test_mixup_changes_the_training_resumes_and_is_refused_beside_infonce(teache
     for sets, msg in bad.items():
         with pytest.raises(ConfigError, match=msg):
             distill(load_config("synthetic", over + sets.split(",")), tmp_path / "bad", progress=False)
+
+
+def test_teachers_on_the_raw_batch_give_back_their_targets_and_follow_a_shear(teachers, tmp_path):
+    scaled = tmp_path / "scaled"  # a teacher of another preprocessing: its batches come from its own view
+    pretrain(load_config("synthetic", SMALL + ["optim.epochs=1", "data.preprocess.scale=true"]), scaled, progress=False)
+    cfg = load_config("synthetic", SMALL)
+    ds = load_data(cfg)
+    rows = train_indices(ds, cfg.data.protocol, cfg.data.pretrain_on)
+    loaded = load_teachers([teachers[0], scaled], cfg, ds, rows)
+    assert loaded[0].ds is ds and loaded[1].ds is not ds
+    targets, _ = teacher_targets(loaded, cfg, ds, rows)
+    cpu = torch.device("cpu")
+    sources = {id(t.ds): None if t.ds is ds else BatchSource(t.ds, t.rows, cpu) for t in loaded}
+    sel = torch.arange(8)
+    xb, lb, _ = BatchSource(ds, rows, cpu).get(sel)
+    got = teachers_on(loaded, sources, sel, (xb, lb), build_augment([]), [], None)
+    assert torch.allclose(got, torch.from_numpy(targets[:8]), atol=1e-4)  # raw input: the targets themselves
+
+    shear = build_augment([{"shear": {"amplitude": 0.5}}])
+    params = shear.draw(xb, lb, torch.Generator().manual_seed(0))
+    got = teachers_on(loaded, sources, sel, (shear.apply(xb, lb, params), lb), shear, params, None)
+    t = loaded[1]  # its own preprocessing, sheared by the student's draws: x' = S x per joint
+    xt = torch.einsum("btmvc,bdc->btmvd", torch.from_numpy(t.ds.x[t.rows[:8]]).float(), params[0]["matrix"])
+    f = encode(t.learner, xt, np.asarray(t.ds.lengths)[t.rows[:8]], t.cfg.probe.representation, device=cpu)
+    want = (torch.from_numpy(f) - t.mean) * t.scale
+    assert torch.allclose(got[:, -want.shape[1]:], want, atol=1e-4)
+    assert not torch.allclose(got, torch.from_numpy(targets[:8]), atol=1e-2)
+
+
+def test_consistent_teaching_changes_the_training_resumes_and_refuses_what_it_cannot_share(teachers, tmp_path):
+    over = STUDENT + [f"distill.teachers=[{teachers[0]}, {teachers[1]}]", "distill.group_mean=false"]
+    plain = distill(load_config("synthetic", over), tmp_path / "plain", progress=False, stop_after=2)
+    cfg = load_config("synthetic", over + ["distill.consistent=true"])
+    whole = distill(cfg, tmp_path / "whole", progress=False)
+    assert len(whole.metrics) == 4 and all(np.isfinite(r["loss"]) for r in whole.metrics)
+    assert whole.metrics[0]["loss"] != plain.metrics[0]["loss"]  # the targets follow the augmentation
+    distill(cfg, tmp_path / "cut", progress=False, stop_after=2)
+    resumed = distill(cfg, tmp_path / "cut", resume=True, progress=False)
+    for n, v in resumed.learner.encoder_q.state_dict().items():
+        assert torch.allclose(v, whole.learner.encoder_q.state_dict()[n], atol=1e-6), n
+    mixed = distill(load_config("synthetic", over + ["distill.consistent=true", "distill.mixup=0.4"]),
+                    tmp_path / "mixed", progress=False, stop_after=1)
+    assert np.isfinite(mixed.metrics[0]["loss"])
+    with pytest.raises(ConfigError, match="InfoNCE views"):
+        distill(load_config("synthetic", over + ["distill.consistent=true", "distill.contrast=0.5"]),
+                tmp_path / "bad", progress=False)
+    short = tmp_path / "short"
+    pretrain(load_config("synthetic", SMALL + ["optim.epochs=1", "data.preprocess.frames=24"]), short, progress=False)
+    with pytest.raises(ConfigError, match="cannot be shared"):
+        distill(load_config("synthetic", STUDENT + [f"distill.teachers=[{short}]", "distill.consistent=true"]),
+                tmp_path / "bad2", progress=False)
 
 
 def test_infonce_beside_the_regression_takes_its_keys_from_the_other_cameras(tmp_path, monkeypatch):
