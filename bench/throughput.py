@@ -226,8 +226,9 @@ def main() -> None:
               f"{r['a']:15.1f} {r['b']:15.1f} {r['ratio']:6.3f} {r['overhead_ms']:17.2f} {r['steps']:6d}")
     ok = all(r["ratio"] >= 0.85 for r in rows)
     print(f"\nratio b/a >= 0.85 in every setting: {'yes' if ok else 'NO'} (medians of interleaved steps)")
+    held = sum(r['data_gb'] for r in rows)
     print(f"peak RSS of this process: {peak_rss_gb():.2f} GB "
-          f"(holds {sum(r['data_gb'] for r in rows):.2f} GB of float16 data); time {time.perf_counter() - t_start:.0f}s")
+          f"(holds {held:.2f} GB of float16 data); time {time.perf_counter() - t_start:.0f}s")
 
     if not args.no_memory:
         cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", "--device", args.device,

@@ -532,6 +532,7 @@ def demo(out_dir: str | Path = "runs/demo", overrides: Sequence[str] = (), progr
     return res
 
 
-__all__ = ["demo", "embed_checkpoint", "check_input_shape", "labelled_split", "evaluate_checkpoint", "evaluate_ensemble", "evaluation_dir", "evaluate_model", "run", "format_run_summary", "write_json",
+__all__ = ["demo", "embed_checkpoint", "check_input_shape", "labelled_split", "evaluate_checkpoint",
+           "evaluate_ensemble", "evaluation_dir", "evaluate_model", "run", "format_run_summary", "write_json",
            "test_copy_mask", "copies_record", "copies_footnote", "add_without_copies",
            "provenance", "random_encoder", "ContrastiveLearner"]

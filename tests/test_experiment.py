@@ -112,7 +112,8 @@ def test_evaluate_several_protocols_in_one_call(trained, tmp_path, capsys):
     text = capsys.readouterr().out
     single = json.loads((tmp_path / "results.json").read_text())["linear"]["restarts_top1"]
     assert len(single) == 3
-    assert f"one probe of the 3 averaged: mean (min-max) | {np.mean(single):.1f} ({min(single):.1f}-{max(single):.1f})" in text
+    spread = f"{np.mean(single):.1f} ({min(single):.1f}-{max(single):.1f})"
+    assert f"one probe of the 3 averaged: mean (min-max) | {spread}" in text
 
 
 def test_reevaluation_never_overwrites_the_runs_own_results(trained, capsys):
@@ -227,7 +228,8 @@ def test_reproduce_cell_has_every_row_whatever_the_config_readout(tmp_path):
     ds = load_data(cfg)
     res = _cell(cfg, ds, "xsub", 0, tmp_path / "cell", progress=False, supervised_epochs=1)
     assert set(res["top1"]) == set(METHODS)
-    again = evaluate_checkpoint(tmp_path / "cell", ["linear"], overrides=["probe.both_directions=false", "probe.epochs=2"],
+    again = evaluate_checkpoint(tmp_path / "cell", ["linear"],
+                                overrides=["probe.both_directions=false", "probe.epochs=2"],
                                 out_dir=tmp_path / "ev", progress=False)
     assert again["linear"]["top1"] == pytest.approx(res["top1"]["CAE"])  # the paper's forward-only TAP
     table = format_table("sbu", ["xsub"], {"xsub": [res]}, "ours")
@@ -268,7 +270,8 @@ def test_embed_and_evaluate_refuse_data_of_another_shape(trained, tmp_path, caps
     for cmd in (["embed", str(out), "--out", str(tmp_path / "e.npz")], ["evaluate", str(out), "--out", str(tmp_path)]):
         assert main(cmd + ["--dataset", "npz", "--root", str(tmp_path / "other.npz"), "--split", "default"]) == 2
         err = capsys.readouterr().err
-        assert "the encoder takes 150 inputs per frame" in err and "2 x 15 x 3 = 90" in err, err  # padded to the run's 2 persons
+        # the run's 2 persons: the data is padded to them
+        assert "the encoder takes 150 inputs per frame" in err and "2 x 15 x 3 = 90" in err, err
     assert main(["embed", str(out), "--out", str(tmp_path / "e.csv")]) == 2
     assert "ending in .npz" in capsys.readouterr().err
     assert not (tmp_path / "e.npz").exists()

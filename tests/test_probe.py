@@ -256,7 +256,8 @@ def test_encode_both_directions_appends_the_reversed_sequence_features() -> None
         np.testing.assert_allclose(both[:, :fwd.shape[1]], fwd, atol=1e-5)
         np.testing.assert_allclose(both[:, fwd.shape[1]:], back, atol=1e-5)
     np.testing.assert_allclose(both[2, :32], both[2, 32:], atol=1e-6)  # one frame reads the same both ways
-    assert encode(learner, x, lengths, "cae", device=CPU, both_directions=True, index=np.array([], int)).shape == (0, 32)
+    none = np.array([], int)
+    assert encode(learner, x, lengths, "cae", device=CPU, both_directions=True, index=none).shape == (0, 32)
 
 
 def test_encode_missing_key_encoder_and_bare_encoder() -> None:

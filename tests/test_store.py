@@ -54,7 +54,8 @@ def test_view_align_turns_the_body_to_face_the_camera():
     x, _ = to_canonical([seq], NTU25, Preprocess(frames=6, persons=1, view_align=True))
     vec = sum(x[0, :, 0, r] - x[0, :, 0, l] for l, r in NTU25.left_right).mean(0)
     assert vec[0] > 0 and abs(vec[2]) < 1e-4 * abs(vec[0])
-    bones = lambda a: np.linalg.norm(a[..., [b for b, _ in NTU25.bones], :] - a[..., [p for _, p in NTU25.bones], :], axis=-1)
+    child, parent = [b for b, _ in NTU25.bones], [p for _, p in NTU25.bones]
+    bones = lambda a: np.linalg.norm(a[..., child, :] - a[..., parent, :], axis=-1)
     centred = seq - seq[:, :, NTU25.centre:NTU25.centre + 1]
     np.testing.assert_allclose(bones(x[0, :, 0]), bones(centred[:, 0]), rtol=1e-4)  # a rotation
 
