@@ -250,6 +250,9 @@ def _load_for(path: str | Path, dataset: str | None, root: str | None, data_prot
     learner, cfg = load_checkpoint(path)
     data = {k: v for k, v in (("dataset", dataset), ("root", root), ("protocol", data_protocol)) if v}
     cfg = config_from_dict(apply_overrides(merge(cfg.to_dict(), {"data": data}), overrides))
+    if not root and cfg.data.root and not Path(cfg.data.root).expanduser().exists():  # a run from another machine
+        raise ConfigError(f"{path}: the run read its data from {cfg.data.root}, which is not here; give --root PATH "
+                          f"(this machine's copy of the {cfg.data.dataset} data)")
     device = resolve_device(cfg.train.device)
     apply_threads(cfg)
     ds = load_data(cfg)

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from skelcl.cli import main
 from skelcl.config import load_config
@@ -260,6 +261,20 @@ def test_embed_writes_the_probe_features_of_every_sequence(trained, tmp_path, ca
     info = json.loads(str(z["info"]))
     assert info["representation"] == "cae_max" and info["config"]["data"]["dataset"] == "synthetic"
     assert info["features_shape"] == [n, 256]
+
+
+def test_a_run_whose_data_folder_is_not_here_asks_for_root(trained, tmp_path, capsys):
+    out, _ = trained
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    ckpt["config"]["data"]["root"] = str(tmp_path / "elsewhere" / "data")  # saved on another machine
+    (tmp_path / "moved").mkdir()
+    torch.save(ckpt, tmp_path / "moved" / "checkpoint.pt")
+    for cmd in (["evaluate", str(tmp_path / "moved"), "--protocol", "knn", "--out", str(tmp_path / "ev")],
+                ["embed", str(tmp_path / "moved"), "--out", str(tmp_path / "e.npz")]):
+        assert main(cmd) == 2
+        err = capsys.readouterr().err
+        assert "elsewhere" in err and "--root PATH" in err and "Traceback" not in err, err
+    assert not (tmp_path / "ev").exists() and not (tmp_path / "e.npz").exists()
 
 
 def test_embed_and_evaluate_refuse_data_of_another_shape(trained, tmp_path, capsys):
