@@ -157,9 +157,8 @@ def teacher_targets(teachers: Sequence[str | Path | Teacher], cfg: Config, ds: S
         encoder, readout, width).
     """
     device = resolve_device(cfg.train.device)
-    loaded = [t for t in teachers if isinstance(t, Teacher)]
-    if len(loaded) != len(teachers):
-        loaded = load_teachers([t for t in teachers if not isinstance(t, Teacher)], cfg, ds, rows)
+    fresh = iter(load_teachers([t for t in teachers if not isinstance(t, Teacher)], cfg, ds, rows))
+    loaded = [t if isinstance(t, Teacher) else next(fresh) for t in teachers]
     feats: list[np.ndarray] = []
     for t in loaded:
         p = t.cfg.probe
