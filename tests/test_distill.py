@@ -165,17 +165,23 @@ def test_distillation_with_infonce_logs_both_terms_and_resumes_to_the_same_weigh
                 tmp_path / "bad2", progress=False)
 
 
-def test_mixup_changes_the_training_resumes_and_is_refused_beside_infonce(teachers, tmp_path):
-    over = STUDENT + [f"distill.teachers=[{teachers[0]}, {teachers[1]}]"]
+def _changes_the_training_and_resumes(over: list[str], option: str, tmp_path: Path) -> None:
+    """A 4-epoch student with ``option`` trains (finite loss) differently from one without it, and
+    a run cut after 2 epochs resumes to the same weights."""
     plain = distill(load_config("synthetic", over), tmp_path / "plain", progress=False, stop_after=2)
-    cfg = load_config("synthetic", over + ["distill.mixup=0.4"])
+    cfg = load_config("synthetic", over + [option])
     whole = distill(cfg, tmp_path / "whole", progress=False)
     assert len(whole.metrics) == 4 and all(np.isfinite(r["loss"]) for r in whole.metrics)
-    assert whole.metrics[0]["loss"] != plain.metrics[0]["loss"]  # the student saw mixed sequences
+    assert whole.metrics[0]["loss"] != plain.metrics[0]["loss"]
     distill(cfg, tmp_path / "cut", progress=False, stop_after=2)
     resumed = distill(cfg, tmp_path / "cut", resume=True, progress=False)
     for n, v in resumed.learner.encoder_q.state_dict().items():
         assert torch.allclose(v, whole.learner.encoder_q.state_dict()[n], atol=1e-6), n
+
+
+def test_mixup_changes_the_training_resumes_and_is_refused_beside_infonce(teachers, tmp_path):
+    over = STUDENT + [f"distill.teachers=[{teachers[0]}, {teachers[1]}]"]
+    _changes_the_training_and_resumes(over, "distill.mixup=0.4", tmp_path)  # the student saw mixed sequences
     bad = {"distill.mixup=-0.5": "Beta", "distill.mixup=0.4,distill.contrast=0.5": "no positive key"}
     for sets, msg in bad.items():
         with pytest.raises(ConfigError, match=msg):
@@ -211,15 +217,7 @@ def test_teachers_on_the_raw_batch_give_back_their_targets_and_follow_a_shear(te
 
 def test_consistent_teaching_changes_the_training_resumes_and_refuses_what_it_cannot_share(teachers, tmp_path):
     over = STUDENT + [f"distill.teachers=[{teachers[0]}, {teachers[1]}]", "distill.group_mean=false"]
-    plain = distill(load_config("synthetic", over), tmp_path / "plain", progress=False, stop_after=2)
-    cfg = load_config("synthetic", over + ["distill.consistent=true"])
-    whole = distill(cfg, tmp_path / "whole", progress=False)
-    assert len(whole.metrics) == 4 and all(np.isfinite(r["loss"]) for r in whole.metrics)
-    assert whole.metrics[0]["loss"] != plain.metrics[0]["loss"]  # the targets follow the augmentation
-    distill(cfg, tmp_path / "cut", progress=False, stop_after=2)
-    resumed = distill(cfg, tmp_path / "cut", resume=True, progress=False)
-    for n, v in resumed.learner.encoder_q.state_dict().items():
-        assert torch.allclose(v, whole.learner.encoder_q.state_dict()[n], atol=1e-6), n
+    _changes_the_training_and_resumes(over, "distill.consistent=true", tmp_path)  # the targets follow the views
     mixed = distill(load_config("synthetic", over + ["distill.consistent=true", "distill.mixup=0.4"]),
                     tmp_path / "mixed", progress=False, stop_after=1)
     assert np.isfinite(mixed.metrics[0]["loss"])
