@@ -192,8 +192,8 @@ class DistillConfig:
         Without ``group_mean`` that is T(seen), consistent teaching ("function matching"); with it,
         the view-invariant group mean shifted by the augmentation's effect. Costs a teacher forward
         pass per step (1.5x the time on N-UCLA). Not with ``contrast``; every teacher must read
-        sequences of the student's shape. On N-UCLA it lowers the student: 87.4 +- 1.9 over three seeds
-        without the group mean, 86.2 on two with it, against 88.6 +- 1.1 with fixed targets, kNN lower
+        sequences of the student's shape. On N-UCLA it lowers the student: 87.2 +- 1.4 over five seeds
+        without the group mean, 86.2 on two with it, against 88.4 +- 0.9 with fixed targets, kNN lower
         too (docs/RESULTS.md, "Twenty-third round").
     """
 
