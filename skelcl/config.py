@@ -441,3 +441,32 @@ def replace_in(cfg: Config, **sections: dict[str, Any]) -> Config:
     """A copy of ``cfg`` with some section fields replaced: ``replace_in(cfg, optim={"lr": 0.1})``."""
     return config_from_dict(merge(cfg.to_dict(), sections))
 
+
+# Keys that may differ between a run and the call that finds or resumes it: they move a run (another machine,
+# folder or device), they do not change its results.
+NEUTRAL_KEYS = ("name", "train.threads", "train.device", "train.tensorboard", "data.root")
+_MISSING = object()
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out or {prefix[:-1]: {}}
+    return {prefix[:-1]: d}
+
+
+def config_diff(a: dict[str, Any], b: dict[str, Any], ignore: Sequence[str] = NEUTRAL_KEYS) -> list[str]:
+    """Dotted keys whose values differ between two config dicts, as ``key: a -> b``. A key that one
+    side lacks counts as its default (a run saved before the key existed)."""
+    defaults = _flatten(Config().to_dict())
+    fa, fb = _flatten(a), _flatten(b)
+    out = []
+    for k in sorted(set(fa) | set(fb)):
+        if k in ignore or any(k.startswith(i + ".") for i in ignore):
+            continue
+        va, vb = fa.get(k, defaults.get(k, _MISSING)), fb.get(k, defaults.get(k, _MISSING))
+        if va != vb and not (isinstance(va, (int, float)) and isinstance(vb, (int, float)) and float(va) == float(vb)):
+            out.append(f"{k}: {'(absent)' if va is _MISSING else va!r} -> {'(absent)' if vb is _MISSING else vb!r}")
+    return out

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import Config, config_from_dict, save_config
+from .config import Config, save_config
 from .errors import ConfigError
 from .probe import batch_features, encode, query_readout
 from .store import SkeletonDataset
@@ -51,7 +51,8 @@ from .train import (CHECKPOINT, ENCODER_FILE, BatchSource, DistInfo, PretrainRes
                     _atomic_save, _epoch_seed, _load_resume, _write_metrics, absolute_paths, apply_threads,
                     build_learner, build_optimizer, checkpoint_dict, checkpoint_path, cross_view_probability,
                     distinct_runs, export_encoder, diverged, group_ids, launched_world_size, load_checkpoint,
-                    load_data, partner_positions, partner_table, resolve_device, resolve_graph, train_indices)
+                    load_data, partner_positions, partner_table, resolve_device, resolve_graph, resumed_config,
+                    train_indices)
 
 STUDENT_READOUTS = ("cae", "cae_max", "last_q")
 
@@ -238,7 +239,8 @@ def teachers_on(loaded: Sequence[Teacher], sources: dict[int, BatchSource | None
 
 def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
             dataset: SkeletonDataset | None = None, stop_after: int | None = None,
-            on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> PretrainResult:
+            on_epoch: Callable[[int, dict[str, float]], None] | None = None, data_root: str | None = None,
+            device: str | None = None) -> PretrainResult:
     """Train ``cfg``'s encoder on ``cfg.data``'s pretraining split to reproduce ``cfg.distill.teachers``.
 
     Args:
@@ -249,6 +251,8 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
         dataset: an already loaded dataset (else ``cfg.data`` is read).
         stop_after: stop after this many epochs in total (tests, time-boxed runs).
         on_epoch: called with (epoch, metrics row) after each checkpoint.
+        data_root, device: on resume only, where the data lies now and the device to go on with (the
+            teachers read the data from there too).
     """
     from .augment import build_augment
 
@@ -261,7 +265,7 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
     ckpt: dict[str, Any] | None = None
     if resume:
         ckpt = _load_resume(out, DistInfo())
-        cfg = config_from_dict(ckpt["config"])
+        cfg = resumed_config(ckpt["config"], data_root, device)
     teachers = check_teachers(cfg.distill.teachers, out)
     rep = cfg.probe.representation
     if rep not in STUDENT_READOUTS:

@@ -26,7 +26,8 @@ from .probe import (confusion, encode, knn_eval, linear_eval, logistic_baseline,
                     supervised_baseline, topk_accuracy)
 from .report import bounded_slug, markdown_table, plot_confusion, plot_tsne
 from .store import SkeletonDataset
-from .train import apply_threads, distinct_runs, load_checkpoint, load_data, pretrain, resolve_device
+from .train import (apply_threads, check_resume, distinct_runs, load_checkpoint, load_data, pretrain,
+                    resolve_device)
 
 PROTOCOLS = ("linear", "knn", "semi")
 COPIES_NOTE = ("test sequences whose input is an exact copy of a training sequence's (SkeletonDataset.test_copies); "
@@ -445,11 +446,15 @@ def run(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool =
     """``skelcl run``: pretrain, then evaluate; with ``baselines`` the random encoder and raw input too."""
     out = Path(out_dir)
     t0 = time.perf_counter()
-    if protocols:  # an evaluation that cannot run should fail before the pretraining, not after
+    resume = resume and (out / "checkpoint.pt").exists()
+    if protocols or resume:
         dataset = dataset if dataset is not None else load_data(cfg)
+    if protocols:  # an evaluation that cannot run should fail before the pretraining, not after
         labelled_split(dataset, cfg.data.protocol)
-    pre = pretrain(cfg, out, resume=resume and (out / "checkpoint.pt").exists(), progress=progress,
-                   dataset=dataset)
+    if resume:  # the run goes on with its saved config: refuse one that asks for other settings
+        check_resume(cfg, out, dataset)
+    pre = pretrain(cfg, out, resume=resume, progress=progress, dataset=dataset, data_root=cfg.data.root,
+                   device=cfg.train.device)
     cfg = pre.config
     ds = pre.dataset
     device = resolve_device(cfg.train.device)

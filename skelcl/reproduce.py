@@ -23,7 +23,7 @@ from .experiment import (add_without_copies, copies_record, evaluate_model, labe
 from .probe import supervised_baseline
 from .report import markdown_table
 from .store import SkeletonDataset
-from .train import load_data, pretrain, resolve_device
+from .train import check_resume, config_conflicts, load_data, pretrain, resolve_device
 
 # Paper Table V (SBU, 5 folds). N-UCLA is not reported in the paper.
 PAPER: dict[str, dict[str, list[float]]] = {
@@ -49,11 +49,21 @@ def _cell(cfg: Config, ds: SkeletonDataset, split: str, seed: int, out: Path, pr
           supervised_epochs: int) -> dict[str, Any]:
     """One (split, seed): pretrain + the linear probes of REPRESENTATION_ROWS + supervised baselines."""
     res_path = out / "results.json"
-    if res_path.exists():
-        return json.loads(res_path.read_text())
     cfg = replace_in(cfg, data={"protocol": split}, train={"seed": seed}, probe={"seed": seed})
+    if res_path.exists():  # a finished cell counts only if it was made with this config
+        done = json.loads(res_path.read_text())
+        diff = config_conflicts(done["config"], cfg, ds) if done.get("config") else []
+        if diff:
+            raise ConfigError(f"{out}: this finished cell was made with another config ({'; '.join(diff[:4])}"
+                              f"{' ...' if len(diff) > 4 else ''}; saved -> asked). Give another --out, or delete "
+                              "the folder to redo it.")
+        return done
     t0 = time.perf_counter()
-    pre = pretrain(cfg, out, resume=(out / "checkpoint.pt").exists(), progress=progress, dataset=ds)
+    resume = (out / "checkpoint.pt").exists()
+    if resume:  # a cell killed mid-way goes on only under the settings it was started with
+        check_resume(cfg, out, ds)
+    pre = pretrain(cfg, out, resume=resume, progress=progress, dataset=ds, data_root=cfg.data.root,
+                   device=cfg.train.device)
     device = resolve_device(cfg.train.device)
     res: dict[str, Any] = {"split": split, "seed": seed, "pretrain_seconds": time.perf_counter() - t0,
                            "final_loss": pre.metrics[-1]["loss"], "top1": {}, "top5": {}}
@@ -79,7 +89,7 @@ def _cell(cfg: Config, ds: SkeletonDataset, split: str, seed: int, out: Path, pr
         if "top1_without_copies" in r:
             res.setdefault("top1_without_copies", {})[name] = r["top1_without_copies"]
     res["seconds"] = time.perf_counter() - t0
-    res.update(provenance(cfg))
+    res.update(provenance(pre.config))  # the config it trained with (bones and paths filled in)
     write_json(res_path, res)
     return res
 

@@ -54,7 +54,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import yaml
 
-from .config import (CONFIG_DIR, config_from_dict, find_file, load_config, load_yaml, merge,
+from .config import (CONFIG_DIR, config_diff, config_from_dict, find_file, load_config, load_yaml, merge,
                      resolve_config_path, split_override)
 from .errors import ConfigError, SkelclError
 from .report import bounded_slug
@@ -66,9 +66,6 @@ FIGURES = ("line", "heatmap", "matrix", "curves")
 X_SCALES = ("linear", "log", "category")
 REPRESENTATION_AXIS = "probe.representation"
 RESULTS = "results.json"
-# Config keys that may differ between a finished run and the sweep that finds it (they do not change results).
-NEUTRAL_KEYS = ("name", "train.threads", "train.device", "train.tensorboard", "data.root")
-_MISSING = object()
 
 
 # --- values, keys, slugs -------------------------------------------------------------------------------
@@ -147,32 +144,6 @@ def set_dotted(data: dict[str, Any], key: str, value: Any, where: str = "sweep")
             node = node[p]
         else:
             raise ConfigError(f"{where}: {key!r}: {'.'.join(parts[:i])} holds {node!r}, not a mapping or list")
-
-
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, dict):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out or {prefix[:-1]: {}}
-    return {prefix[:-1]: d}
-
-
-def config_diff(a: dict[str, Any], b: dict[str, Any], ignore: Sequence[str] = NEUTRAL_KEYS) -> list[str]:
-    """Dotted keys whose values differ between two config dicts, as ``key: a -> b``. A key that one
-    side lacks counts as its default (a run saved before the key existed)."""
-    from .config import Config
-
-    defaults = _flatten(Config().to_dict())
-    fa, fb = _flatten(a), _flatten(b)
-    out = []
-    for k in sorted(set(fa) | set(fb)):
-        if k in ignore or any(k.startswith(i + ".") for i in ignore):
-            continue
-        va, vb = fa.get(k, defaults.get(k, _MISSING)), fb.get(k, defaults.get(k, _MISSING))
-        if va != vb and not (isinstance(va, (int, float)) and isinstance(vb, (int, float)) and float(va) == float(vb)):
-            out.append(f"{k}: {'(absent)' if va is _MISSING else va!r} -> {'(absent)' if vb is _MISSING else vb!r}")
-    return out
 
 
 # --- the spec ---------------------------------------------------------------------------------------------

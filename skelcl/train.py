@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .config import Config, config_from_dict, save_config
+from .config import Config, config_diff, config_from_dict, save_config
 from .contrast import ContrastiveLearner
 from .errors import ConfigError, SkelclError
 from .formats import load_dataset
@@ -731,6 +731,46 @@ def _load_resume(out: Path, dist_info: DistInfo) -> dict[str, Any]:
     return payload
 
 
+def resumed_config(saved: dict[str, Any], data_root: str | None = None, device: str | None = None) -> Config:
+    """The config a resumed run continues with: its saved one, moved to where its data lies now
+    (``data_root``) and onto another device (``device``) when those are given; nothing else changes."""
+    cfg = config_from_dict(saved)
+    if data_root is not None:
+        cfg.data.root = str(data_root)
+    if device is not None:
+        cfg.train.device = str(device)
+    return cfg
+
+
+def config_conflicts(saved: dict[str, Any], cfg: Config, dataset: SkeletonDataset | None = None) -> list[str]:
+    """Settings (``key: saved -> asked``) in which ``cfg`` asks for something else than a run's
+    ``saved`` config, after filling in what a run fills in itself (absolute paths; with ``dataset``,
+    the graph encoder's bones) and leaving out what only moves a run (:data:`NEUTRAL_KEYS`)."""
+    asked = config_from_dict(cfg.to_dict())
+    absolute_paths(asked)
+    if dataset is not None:
+        resolve_graph(asked, dataset)
+    return config_diff(saved, asked.to_dict())
+
+
+def check_resume(cfg: Config, out: str | Path, dataset: SkeletonDataset | None = None) -> None:
+    """Refuse to continue the run in ``out`` under another config than it was started with.
+
+    A resumed run trains on with its saved config, so a call that asks for other settings (an
+    edited ``--set``, another preprocessing) would otherwise get the old run under its new name,
+    or train the old model on differently prepared data. What only moves a run (``data.root``,
+    device, threads; :data:`skelcl.config.NEUTRAL_KEYS`) may differ (:func:`config_conflicts`).
+    """
+    path = Path(out) / CHECKPOINT
+    if not path.exists():
+        return
+    diff = config_conflicts(torch.load(path, map_location="cpu", weights_only=True)["config"], cfg, dataset)
+    if diff:
+        raise ConfigError(f"--resume: the run in {out} was started with another config "
+                          f"({'; '.join(diff[:4])}{' ...' if len(diff) > 4 else ''}; saved -> asked). "
+                          "Resume it with its own settings, or give another --out for a new run.")
+
+
 def _distilling(cfg: Config, out: Path, resume: bool) -> bool:
     """Whether the run (``cfg``, or on resume the saved run's config) distils teachers."""
     if resume and (out / CHECKPOINT).exists():
@@ -741,7 +781,8 @@ def _distilling(cfg: Config, out: Path, resume: bool) -> bool:
 
 def pretrain(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
              dataset: SkeletonDataset | None = None, stop_after: int | None = None,
-             on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> PretrainResult:
+             on_epoch: Callable[[int, dict[str, float]], None] | None = None, data_root: str | None = None,
+             device: str | None = None) -> PretrainResult:
     """Run (or resume) contrastive pretraining, data-parallel when launched by torchrun; with
     ``distill.teachers`` set, the run distils them instead (:func:`skelcl.distill.distill`).
 
@@ -753,15 +794,18 @@ def pretrain(cfg: Config, out_dir: str | Path, resume: bool = False, progress: b
         dataset: an already loaded dataset (else ``cfg.data`` is read).
         stop_after: stop after this many epochs in total (for tests and time-boxed runs).
         on_epoch: called on rank 0 with (epoch, metrics row) after each checkpoint.
+        data_root, device: on resume only, where the run's data lies now and the device to go on with
+            (a run moved to another machine); see :func:`resumed_config`.
     """
     if _distilling(cfg, Path(out_dir), resume):
         from .distill import distill
 
         return distill(cfg, out_dir, resume=resume, progress=progress, dataset=dataset, stop_after=stop_after,
-                       on_epoch=on_epoch)
-    dist_info = init_distributed(cfg.train.device)
+                       on_epoch=on_epoch, data_root=data_root, device=device)
+    dist_info = init_distributed(device if resume and device is not None else cfg.train.device)
     try:
-        return _pretrain(cfg, Path(out_dir), resume, progress, dataset, stop_after, on_epoch, dist_info)
+        return _pretrain(cfg, Path(out_dir), resume, progress, dataset, stop_after, on_epoch, dist_info,
+                         (data_root, device))
     finally:
         if dist_info.owned:
             import gc
@@ -775,7 +819,7 @@ def pretrain(cfg: Config, out_dir: str | Path, resume: bool = False, progress: b
 
 def _pretrain(cfg: Config, out: Path, resume: bool, progress: bool, dataset: SkeletonDataset | None,
               stop_after: int | None, on_epoch: Callable[[int, dict[str, float]], None] | None,
-              dist_info: DistInfo) -> PretrainResult:
+              dist_info: DistInfo, moved: tuple[str | None, str | None] = (None, None)) -> PretrainResult:
     main = dist_info.main
     progress = progress and main
     ckpt_path = out / CHECKPOINT
@@ -784,7 +828,7 @@ def _pretrain(cfg: Config, out: Path, resume: bool, progress: bool, dataset: Ske
         out.mkdir(parents=True, exist_ok=True)
     if resume:
         ckpt = _load_resume(out, dist_info)
-        cfg = config_from_dict(ckpt["config"])
+        cfg = resumed_config(ckpt["config"], *moved)
     apply_threads(cfg)
     if dataset is not None:
         ds = dataset

@@ -272,7 +272,7 @@ def test_cli_distill_resumes_a_killed_run_with_its_own_config_and_evaluates_it(t
     distill(cfg, out, progress=False, stop_after=1)
     assert main(["distill", "synthetic", "--resume", "--out", str(out)]) == 2  # no CONFIG with --resume
     assert "saved config" in capsys.readouterr().err
-    assert main(["distill", "--resume", "--out", str(out), "--quiet"]) == 0
+    assert main(["distill", "--resume", "--out", str(out), "--quiet", "--device", "cpu"]) == 0  # --device may move it
     res = json.loads((out / "results.json").read_text())
     assert res["config"]["distill"]["teachers"] == [str(teachers[0])]
     assert 0.0 <= res["linear"]["top1"] <= 100.0 and res["final_loss"] > 0

@@ -8,6 +8,7 @@ import torch
 
 from skelcl.cli import main
 from skelcl.config import load_config
+from skelcl.errors import ConfigError
 from skelcl.experiment import evaluate_checkpoint, run
 
 SMALL = ["train.tensorboard=false", "train.device=cpu"]  # the demo itself
@@ -235,6 +236,26 @@ def test_reproduce_cell_has_every_row_whatever_the_config_readout(tmp_path):
     assert again["linear"]["top1"] == pytest.approx(res["top1"]["CAE"])  # the paper's forward-only TAP
     table = format_table("sbu", ["xsub"], {"xsub": [res]}, "ours")
     assert all(f"| {m} |" in table for m in METHODS)
+    assert _cell(cfg, ds, "xsub", 0, tmp_path / "cell", progress=False, supervised_epochs=1) == res  # read back
+    other = load_config("synthetic", SMALL + ["optim.epochs=1", "probe.epochs=3", "probe.both_directions=true"])
+    with pytest.raises(ConfigError, match=r"finished cell was made with another config \(probe.epochs: 2 -> 3"):
+        _cell(other, ds, "xsub", 0, tmp_path / "cell", progress=False, supervised_epochs=1)
+
+
+def test_run_resume_goes_on_with_the_same_settings_and_refuses_others(tmp_path, capsys):
+    from skelcl.train import pretrain
+    over = SMALL + ["optim.epochs=2", "probe.epochs=2", "probe.restarts=1"]
+    pretrain(load_config("synthetic", over), tmp_path / "run", progress=False, stop_after=1)
+    sets = [a for o in over for a in ("--set", o)]
+    assert main(["run", "synthetic", "--out", str(tmp_path / "run"), "--resume", "--quiet", *sets,
+                 "--set", "data.preprocess.frames=20"]) == 2
+    err = capsys.readouterr().err
+    assert "data.preprocess.frames" in err and "another --out" in err and "Traceback" not in err, err
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 1  # left as it was
+    assert main(["run", "synthetic", "--out", str(tmp_path / "run"), "--resume", "--quiet", *sets]) == 0
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert res["config"]["optim"]["epochs"] == 2 and 0.0 <= res["linear"]["top1"] <= 100.0
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 2
 
 
 def test_embed_writes_the_probe_features_of_every_sequence(trained, tmp_path, capsys):

@@ -12,8 +12,8 @@ from skelcl.contrast import ContrastiveLearner
 from skelcl.layouts import custom_layout
 from skelcl.store import SkeletonDataset
 from skelcl.errors import ConfigError
-from skelcl.train import (Pretrainer, TrainingDiverged, build_schedule, load_checkpoint, group_ids, partner_table,
-                          pretrain, train_indices)
+from skelcl.train import (Pretrainer, TrainingDiverged, build_schedule, check_resume, load_checkpoint, group_ids,
+                          partner_table, pretrain, train_indices)
 
 
 def tiny_dataset(n=96, t=16, seed=0) -> SkeletonDataset:
@@ -101,6 +101,21 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, extra):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_a_resume_that_asks_for_other_settings_is_refused_and_a_moved_run_goes_on(tmp_path):
+    ds = tiny_dataset()
+    cfg = tiny_config(**{"optim.epochs": 2})
+    pretrain(cfg, tmp_path / "cut", dataset=ds, progress=False, stop_after=1)
+    with pytest.raises(ConfigError, match=r"started with another config \(optim.lr: 0.05 -> 0.5; saved -> asked\)"):
+        check_resume(tiny_config(**{"optim.epochs": 2, "optim.lr": 0.5}), tmp_path / "cut", ds)
+    moved = tiny_config(**{"optim.epochs": 2, "data.root": str(tmp_path / "new"), "train.threads": 1})
+    check_resume(moved, tmp_path / "cut", ds)  # only moved: accepted
+    res = pretrain(load_config(None), tmp_path / "cut", dataset=ds, progress=False, resume=True,
+                   data_root=str(tmp_path / "new"), device="cpu")
+    assert [r["epoch"] for r in res.metrics] == [1, 2]
+    assert res.config.data.root == str(tmp_path / "new") and res.config.optim.lr == 0.05  # the rest is the run's
+    assert load_config(tmp_path / "cut" / "config.yaml").data.root == str(tmp_path / "new")
 
 
 @pytest.mark.parametrize("paradigm", ["end_to_end", "memory_bank"])

@@ -115,13 +115,16 @@ def _distill(args: argparse.Namespace) -> int:
     if args.resume:  # the killed run's own config, teachers included
         if not args.out:
             raise ConfigError("--resume needs --out, the folder of the run to continue")
-        if args.config or args.overrides or args.teachers or args.root:
-            raise ConfigError("--resume continues a run with its own saved config; give no CONFIG, --set, --root "
-                              "or --teachers")
+        if args.config or args.overrides or args.teachers:
+            raise ConfigError("--resume continues a run with its own saved config; give no CONFIG, --set or "
+                              "--teachers (--root and --device may move it: where its data lies now, the device "
+                              "to go on with)")
         saved = Path(args.out) / "config.yaml"
         if not saved.exists():
             raise ConfigError(f"--resume: no run in {args.out} (no config.yaml)")
         cfg = load_config(saved)
+        cfg.data.root = args.root or cfg.data.root
+        cfg.train.device = args.device or cfg.train.device
     else:
         if not args.teachers:
             raise ConfigError("give the teachers: --teachers RUN [RUN ...] (pretrained run folders or checkpoints)")

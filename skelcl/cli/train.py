@@ -33,8 +33,10 @@ def _pretrain(args: argparse.Namespace) -> int:
 
     if args.resume:
         if args.config or args.overrides:
-            raise ConfigError("--resume DIR continues a run with its own saved config; give no CONFIG or --set")
-        res = pretrain(load_config(None), args.resume, resume=True, progress=not args.quiet)
+            raise ConfigError("--resume DIR continues a run with its own saved config; give no CONFIG or --set "
+                              "(--root and --device may move it: where its data lies now, the device to go on with)")
+        res = pretrain(load_config(None), args.resume, resume=True, progress=not args.quiet, data_root=args.root,
+                       device=args.device)
     else:
         if not args.config:
             raise ConfigError("give a CONFIG (e.g. `skelcl pretrain synthetic --out runs/demo`) or --resume DIR")
