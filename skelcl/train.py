@@ -745,7 +745,7 @@ def resumed_config(saved: dict[str, Any], data_root: str | None = None, device: 
 def config_conflicts(saved: dict[str, Any], cfg: Config, dataset: SkeletonDataset | None = None) -> list[str]:
     """Settings (``key: saved -> asked``) in which ``cfg`` asks for something else than a run's
     ``saved`` config, after filling in what a run fills in itself (absolute paths; with ``dataset``,
-    the graph encoder's bones) and leaving out what only moves a run (:data:`NEUTRAL_KEYS`)."""
+    the graph encoder's bones) and leaving out what only moves a run (:data:`skelcl.config.NEUTRAL_KEYS`)."""
     asked = config_from_dict(cfg.to_dict())
     absolute_paths(asked)
     if dataset is not None:
