@@ -5,6 +5,9 @@ and tested on the other, both ways, and averaged ("val"); the figure on the real
 printed beside it ("test"), so one can see whether choosing a probe on "val" would have helped.
 The features are the frozen encoder's, computed once.
 
+For a distilled run (``skelcl distill``) it also probes the output of the run's distillation head,
+the student's prediction of its teachers' features (a linear map of the same features).
+
 With ``--copies K`` it also encodes K augmented copies of every sequence (the run's pretraining
 augmentation, generator seeds 1000..1000+K-1) and adds three rows: the probe trained on the
 sequences and their copies and tested on the raw test sequences (as image linear probes train on
@@ -83,6 +86,10 @@ def main() -> None:
         rows.update({f"run's probe, trained with {k} augmented copies": linear(copies=k),
                      "the same, tested on the mean over the copies": linear(te_feats=mean, copies=k),
                      f"run's probe on the mean over {k} copies, both sides": linear(mean, mean)})
+    head = torch.load(f"{args.run}/checkpoint.pt", map_location="cpu", weights_only=True).get("distill", {}).get("head")
+    if head is not None and rep == cfg.probe.representation and not args.both_directions:  # predicts the teachers
+        pred = feats @ head["weight"].numpy().T + head["bias"].numpy()
+        rows[f"run's probe on the distillation head's output ({pred.shape[1]} dims)"] = linear(pred, pred)
     rows.update({f"logistic C={c:g}": logistic(c) for c in (0.01, 0.1, 1.0)})
     rows.update({f"kNN k={k}": knn(k) for k in (5, 10, 20)})
     print(f"{args.run} ({rep}{', both directions' if args.both_directions else ''}): val = train on view "
