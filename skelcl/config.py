@@ -470,3 +470,8 @@ def config_diff(a: dict[str, Any], b: dict[str, Any], ignore: Sequence[str] = NE
         if va != vb and not (isinstance(va, (int, float)) and isinstance(vb, (int, float)) and float(va) == float(vb)):
             out.append(f"{k}: {'(absent)' if va is _MISSING else va!r} -> {'(absent)' if vb is _MISSING else vb!r}")
     return out
+
+
+def diff_summary(diff: Sequence[str], limit: int = 4) -> str:
+    """The first ``limit`` entries of a :func:`config_diff`, joined for a one-line error message."""
+    return "; ".join(diff[:limit]) + (" ..." if len(diff) > limit else "")

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .config import Config, load_config, replace_in
+from .config import Config, diff_summary, load_config, replace_in
 from .errors import ConfigError
 from .experiment import (add_without_copies, copies_record, evaluate_model, labelled_split, provenance,
                          test_copy_mask, write_json)
@@ -54,9 +54,8 @@ def _cell(cfg: Config, ds: SkeletonDataset, split: str, seed: int, out: Path, pr
         done = json.loads(res_path.read_text())
         diff = config_conflicts(done["config"], cfg, ds) if done.get("config") else []
         if diff:
-            raise ConfigError(f"{out}: this finished cell was made with another config ({'; '.join(diff[:4])}"
-                              f"{' ...' if len(diff) > 4 else ''}; saved -> asked). Give another --out, or delete "
-                              "the folder to redo it.")
+            raise ConfigError(f"{out}: this finished cell was made with another config ({diff_summary(diff)}; "
+                              "saved -> asked). Give another --out, or delete the folder to redo it.")
         return done
     t0 = time.perf_counter()
     resume = (out / "checkpoint.pt").exists()

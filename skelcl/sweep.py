@@ -54,7 +54,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import yaml
 
-from .config import (CONFIG_DIR, config_diff, config_from_dict, find_file, load_config, load_yaml, merge,
+from .config import (CONFIG_DIR, config_diff, config_from_dict, diff_summary, find_file, load_config, load_yaml, merge,
                      resolve_config_path, split_override)
 from .errors import ConfigError, SkelclError
 from .report import bounded_slug
@@ -492,9 +492,8 @@ def check_finished(tasks: Sequence[Task]) -> None:
             continue
         diff = config_diff(old, t.config)
         if diff:
-            raise ConfigError(f"{t.dir}: this {what} was made with a different config ({'; '.join(diff[:4])}"
-                              f"{' ...' if len(diff) > 4 else ''}). Use another --out, or delete the folder to "
-                              "redo it.")
+            raise ConfigError(f"{t.dir}: this {what} was made with a different config ({diff_summary(diff)}). "
+                              "Use another --out, or delete the folder to redo it.")
 
 
 # --- running ----------------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .config import Config, config_diff, config_from_dict, save_config
+from .config import Config, config_diff, config_from_dict, diff_summary, save_config
 from .contrast import ContrastiveLearner
 from .errors import ConfigError, SkelclError
 from .formats import load_dataset
@@ -767,7 +767,7 @@ def check_resume(cfg: Config, out: str | Path, dataset: SkeletonDataset | None =
     diff = config_conflicts(torch.load(path, map_location="cpu", weights_only=True)["config"], cfg, dataset)
     if diff:
         raise ConfigError(f"--resume: the run in {out} was started with another config "
-                          f"({'; '.join(diff[:4])}{' ...' if len(diff) > 4 else ''}; saved -> asked). "
+                          f"({diff_summary(diff)}; saved -> asked). "
                           "Resume it with its own settings, or give another --out for a new run.")
 
 
