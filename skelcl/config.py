@@ -195,6 +195,14 @@ class DistillConfig:
         sequences of the student's shape. On N-UCLA it lowers the student: 87.2 +- 1.4 over five seeds
         without the group mean, 86.2 on two with it, against 88.4 +- 0.9 with fixed targets, kNN lower
         too (docs/RESULTS.md, "Twenty-third round").
+    relation: 0 = off; > 0 = add, with this weight, a relational term (the similarity distributions of
+        CompRess / SEED): for each sequence of a batch, a softmax over the cosine similarities of its
+        target to every other pretraining sequence's target, and the same over its student readout
+        (unit length) against a memory bank of the student's readouts of those sequences (refreshed
+        as each batch passes); the loss is the KL divergence of the student's from the teachers'.
+        The student's feature space then keeps the teachers' neighbourhoods, not only a linear map
+        onto them. Not with ``mixup`` or ``consistent`` (their targets have no fixed neighbours).
+    relation_tau: the temperature of both softmaxes.
     """
 
     teachers: list[str] = field(default_factory=list)
@@ -203,6 +211,8 @@ class DistillConfig:
     contrast: float = 0.0
     mixup: float = 0.0
     consistent: bool = False
+    relation: float = 0.0
+    relation_tau: float = 0.1
 
 
 @dataclass

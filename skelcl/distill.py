@@ -15,7 +15,9 @@ view, or another camera's recording with ``contrast.cross_view``, through the mo
 against the queue), added with that weight. With ``distill.mixup`` the augmented batch is mixed with
 itself shifted by one, and so are its targets (:func:`mix_batch`). With ``distill.consistent`` the
 teachers also run on that very input each step and the target moves by the change in their
-features (:func:`teachers_on`).
+features (:func:`teachers_on`). With ``distill.relation`` a KL term asks the student's readout to
+keep the teachers' neighbourhoods: each sequence's softmax over its similarities to the others
+(:func:`relation_targets`, :func:`relation_loss`, against a memory bank of the student's readouts).
 
 Targets (:func:`teacher_targets`): each teacher's frozen features of the raw sequence (its own
 data config and probe readout, as its linear probe reads it), standardised per dimension, scaled so
@@ -205,6 +207,32 @@ def mix_batch(x: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, lam
     return xm, torch.maximum(lengths, lengths[other]), tm
 
 
+def relation_targets(targets: torch.Tensor, tau: float) -> torch.Tensor:
+    """(n, D) targets -> (n, n) log-probabilities: row i is a log-softmax over j of cos(t_i, t_j) / tau,
+    with j = i left out (its log-probability a large negative number, so that its probability is 0)."""
+    t = nn.functional.normalize(targets.float(), dim=1)
+    logits = t @ t.T / tau
+    logits.fill_diagonal_(-1e9)
+    return torch.log_softmax(logits, 1)
+
+
+def relation_loss(z: torch.Tensor, sel: torch.Tensor, bank: torch.Tensor, log_pt: torch.Tensor, tau: float
+                  ) -> torch.Tensor:
+    """The relational term: KL(p_t || p_s), averaged over the batch.
+
+    Args:
+        z: (B, E) the student's readouts of the batch (any length; made unit length here).
+        sel: (B,) the batch's positions among the n pretraining sequences.
+        bank: (n, E) unit-length student readouts of every pretraining sequence (a memory bank).
+        log_pt: (n, n) the teachers' log-probabilities, :func:`relation_targets`.
+        tau: the student's temperature.
+    """
+    zn = nn.functional.normalize(z.float(), dim=1)
+    logits = zn @ bank.T / tau
+    logits[torch.arange(len(sel), device=logits.device), sel] = -1e9  # the sequence itself
+    return nn.functional.kl_div(torch.log_softmax(logits, 1), log_pt[sel], log_target=True, reduction="batchmean")
+
+
 def teachers_on(loaded: Sequence[Teacher], sources: dict[int, BatchSource | None], sel: torch.Tensor,
                 seen: tuple[torch.Tensor, torch.Tensor], augment: Any, params: list[Any],
                 lam: torch.Tensor | None) -> torch.Tensor:
@@ -286,6 +314,14 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
     if consistent and weight:
         raise ConfigError("distill.consistent and distill.contrast: the InfoNCE views are drawn inside the learner; "
                           "set one of them")
+    relation, rtau = float(cfg.distill.relation), float(cfg.distill.relation_tau)
+    if not (relation >= 0.0 and np.isfinite(relation)):
+        raise ConfigError(f"distill.relation is a loss weight, >= 0 (0 = off), got {relation}")
+    if relation and not (rtau > 0.0 and np.isfinite(rtau)):
+        raise ConfigError(f"distill.relation_tau is a softmax temperature, > 0, got {rtau}")
+    if relation and (mixup or consistent):
+        raise ConfigError(f"distill.relation compares each sequence's fixed target with the others': not with "
+                          f"distill.{'mixup' if mixup else 'consistent'}, whose targets move; set one of them")
     if weight and ema:
         raise ConfigError("distill.contrast and distill.ema both need the key encoder's slot: set one of them")
     if (weight or ema) and cfg.contrast.paradigm != "queue":  # before the teachers' features are computed
@@ -336,6 +372,14 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
     trained = nn.ModuleList([student, head] + ([learner.head_q] if weight else []))
     opt, sched = build_optimizer(cfg, trained)
     augment = build_augment(cfg.augment, joint_names=ds.layout.joints)
+    log_pt = bank = None
+    if relation:
+        log_pt = relation_targets(targets, rtau)
+        if ckpt is not None:
+            bank = ckpt["distill"]["bank"].to(device)
+        else:  # the untrained student's readouts of the raw sequences
+            bank = nn.functional.normalize(torch.from_numpy(encode(learner, ds.x, ds.lengths, rep, device=device,
+                                                                   index=rows)), dim=1).to(device)
     bs = min(cfg.optim.batch_size, n)
     steps = n // bs
     metrics: list[dict[str, float]] = []
@@ -359,6 +403,7 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
         lr = opt.param_groups[0]["lr"]
         loss_sum = torch.zeros((), device=device)
         nce_sum = torch.zeros((), device=device)
+        rel_sum = torch.zeros((), device=device)
         t1 = time.perf_counter()
         bar = None
         if progress:
@@ -389,13 +434,20 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
                 if raw is not None:  # target(raw) + T(seen) - T(raw)
                     tb = tb + teachers_on(loaded, sources, sel, seen, augment, params, lam) - rb
                 outs.append(student(*seen))
-            loss = nn.functional.mse_loss(head(query_readout(outs[0], rep)).float(), tb)
+            z = query_readout(outs[0], rep)
+            loss = nn.functional.mse_loss(head(z).float(), tb)
+            if log_pt is not None and bank is not None:
+                rel = relation_loss(z, sel_d, bank, log_pt, rtau)
+                rel_sum += rel.detach()
+                loss = loss + relation * rel
             if nce is not None:
                 nce_sum += nce.detach()
                 loss = loss + weight * nce
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if bank is not None:  # after the backward pass, which reads the bank
+                bank[sel_d] = nn.functional.normalize(z.detach().float(), dim=1)
             if average is not None:
                 learner.momentum_update(ema)
             loss_sum += loss.detach()
@@ -412,6 +464,8 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
                "time_s": elapsed}
         if weight:  # loss = MSE + weight * InfoNCE
             row["infonce"] = float(nce_sum.item() / steps)
+        if relation:  # loss = MSE + relation * KL
+            row["relation"] = float(rel_sum.item() / steps)
         metrics.append(row)
         if average is None and learner.encoder_k is not None and not weight:  # key readouts read the student too
             learner.encoder_k.load_state_dict(student.state_dict())
@@ -419,11 +473,16 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
             student.load_state_dict(average.state_dict())
         state = checkpoint_dict(cfg, epoch + 1, input_dim, n, learner, opt, sched, metrics)
         state["distill"] = {"head": head.state_dict(), "teachers": record}
+        if bank is not None:
+            state["distill"]["bank"] = bank.cpu()
         _atomic_save(state, out / CHECKPOINT)
         _write_metrics(out / "metrics.csv", metrics)
         if progress:
-            terms = (f"loss {mean_loss:.4f} (InfoNCE {row['infonce']:.4f} x {weight:g} + MSE)" if weight
-                     else f"distillation MSE {mean_loss:.4f}")
+            terms = f"distillation MSE {mean_loss:.4f}"
+            if weight or relation:
+                extra = ([f"InfoNCE {row['infonce']:.4f} x {weight:g}"] if weight else []) + \
+                    ([f"KL {row['relation']:.4f} x {relation:g}"] if relation else [])
+                terms = f"loss {mean_loss:.4f} ({' + '.join(extra)} + MSE)"
             print(f"epoch {epoch + 1:3d}/{cfg.optim.epochs}  {terms}  lr {lr:.4g}  "
                   f"{elapsed:.1f}s", flush=True)
         if on_epoch is not None:
@@ -434,13 +493,15 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
         who = f"{len(teachers)} teacher{'' if len(teachers) == 1 else 's'}"
         epochs, loss = [r["epoch"] for r in metrics], [r["loss"] for r in metrics]
         curves = None
-        if weight and all("infonce" in r for r in metrics):  # the two terms beside their sum
-            nce = [r["infonce"] for r in metrics]
-            mse = [a - weight * b for a, b in zip(loss, nce)]
+        terms = {k: w for k, w in (("infonce", weight), ("relation", relation)) if w}
+        if terms and all(k in r for r in metrics for k in terms):  # the terms beside their sum
+            parts = {k: [r[k] for r in metrics] for k in terms}
+            mse = [a - sum(w * parts[k][i] for k, w in terms.items()) for i, a in enumerate(loss)]
+            names = {"infonce": "InfoNCE", "relation": "relational KL"}
             curves = {"total": (epochs, loss), "MSE to the teachers": (epochs, mse),
-                      f"InfoNCE (weight {weight:g})": (epochs, nce)}
+                      **{f"{names[k]} (weight {w:g})": (epochs, parts[k]) for k, w in terms.items()}}
         plot_loss_curve(epochs, loss, out / "loss.png", title=f"{cfg.name}: distillation ({who})", curves=curves,
-                        ylabel="loss" if weight else f"MSE to the teachers{' (mixed sequences)' if mixup else ''}"
+                        ylabel="loss" if terms else f"MSE to the teachers{' (mixed sequences)' if mixup else ''}"
                         f"{' (teachers on the same input)' if consistent else ''}")
     if metrics and int(metrics[-1]["epoch"]) >= cfg.optim.epochs:
         export_encoder(learner, cfg, out / ENCODER_FILE)

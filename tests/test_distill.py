@@ -13,8 +13,8 @@ import torch
 from skelcl.cli import main
 from skelcl.config import load_config
 from skelcl.augment import build_augment
-from skelcl.distill import (check_teachers, distill, group_average, load_teachers, mix_batch, teacher_targets,
-                            teachers_on)
+from skelcl.distill import (check_teachers, distill, group_average, load_teachers, mix_batch, relation_loss,
+                            relation_targets, teacher_targets, teachers_on)
 from skelcl.probe import encode
 from skelcl.errors import ConfigError
 from skelcl.train import BatchSource, TrainingDiverged, load_checkpoint, load_data, pretrain, train_indices
@@ -296,3 +296,44 @@ def test_a_run_given_relative_teacher_paths_resumes_from_another_directory(teach
     monkeypatch.chdir(tmp_path)
     assert main(["distill", "--resume", "--out", "student", "--quiet"]) == 0
     assert len(torch.load(tmp_path / "student" / "checkpoint.pt", weights_only=True)["metrics"]) == 2
+
+
+def test_relation_loss_matches_a_hand_computation():
+    t = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    log_pt = relation_targets(t, 0.5)
+    cos = np.array([[1.0, 0.0, 0.5 ** 0.5], [0.0, 1.0, 0.5 ** 0.5], [0.5 ** 0.5, 0.5 ** 0.5, 1.0]])
+    for i in range(3):
+        others = [j for j in range(3) if j != i]
+        e = np.exp(cos[i, others] / 0.5)
+        assert np.allclose(log_pt[i, others].exp().numpy(), e / e.sum(), atol=1e-6)
+        assert log_pt[i, i].exp() == 0
+    bank = torch.nn.functional.normalize(torch.tensor([[1.0, 1.0], [1.0, -1.0], [0.0, 1.0]]), dim=1)
+    z = torch.tensor([[3.0, 0.0], [0.0, -1.0]])  # the student's readouts of sequences 2 and 0
+    sel = torch.tensor([2, 0])
+    want = 0.0
+    for zi, i in zip(z.numpy(), sel.tolist()):
+        zi = zi / np.linalg.norm(zi)
+        others = [j for j in range(3) if j != i]
+        s = np.exp(bank.numpy()[others] @ zi / 0.2)
+        ps, pt = s / s.sum(), log_pt[i, others].exp().numpy()
+        want += float((pt * np.log(pt / ps)).sum()) / 2
+    got = relation_loss(z, sel, bank, log_pt, 0.2)
+    assert np.isclose(got.item(), want, atol=1e-5)
+    same = relation_loss(bank[sel] * 3, sel, bank, relation_targets(bank * 7, 0.2), 0.2)  # the teachers' geometry
+    assert abs(same.item()) < 1e-5
+
+
+def test_the_relational_term_is_logged_changes_the_training_and_resumes(teachers, tmp_path):
+    over = STUDENT + [f"distill.teachers=[{teachers[0]}, {teachers[1]}]"]
+    _changes_the_training_and_resumes(over, "distill.relation=1.0", tmp_path)
+    saved = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
+    bank = saved["distill"]["bank"]
+    assert bank.shape[1] == 32 and torch.allclose(bank.norm(dim=1), torch.ones(len(bank)), atol=1e-5)
+    rows = [r for r in (tmp_path / "whole" / "metrics.csv").read_text().splitlines()]
+    assert "relation" in rows[0] and (tmp_path / "whole" / "loss.png").stat().st_size > 0
+    bad = {"distill.relation=-1": "loss weight", "distill.relation=1,distill.relation_tau=0": "temperature",
+           "distill.relation=1,distill.mixup=0.4": "distill.mixup",
+           "distill.relation=1,distill.consistent=true": "distill.consistent"}
+    for sets, msg in bad.items():
+        with pytest.raises(ConfigError, match=msg):
+            distill(load_config("synthetic", over + sets.split(",")), tmp_path / "bad", progress=False)
