@@ -51,10 +51,10 @@ from .probe import batch_features, encode, query_readout
 from .store import SkeletonDataset
 from .train import (CHECKPOINT, ENCODER_FILE, BatchSource, DistInfo, PretrainResult,
                     _atomic_save, _epoch_seed, _load_resume, _write_metrics, absolute_paths, apply_threads,
-                    build_learner, build_optimizer, checkpoint_dict, checkpoint_path, cross_view_probability,
-                    distinct_runs, export_encoder, diverged, group_ids, launched_world_size, load_checkpoint,
-                    load_data, partner_positions, partner_table, resolve_device, resolve_graph, resumed_config,
-                    train_indices)
+                    build_learner, build_optimizer, check_resumed_data, checkpoint_dict, checkpoint_path,
+                    cross_view_probability, distinct_runs, export_encoder, diverged, group_ids, launched_world_size,
+                    load_checkpoint, load_data, partner_positions, partner_table, resolve_device, resolve_graph,
+                    resumed_config, train_indices)
 
 STUDENT_READOUTS = ("cae", "cae_max", "last_q")
 
@@ -341,6 +341,9 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
     n = len(rows)
     if n < 2:
         raise ConfigError(f"distillation needs at least 2 pretraining sequences, got {n}")
+    input_dim = int(np.prod(ds.x.shape[2:]))
+    if ckpt is not None:  # before the teachers' targets are computed on it
+        check_resumed_data(ckpt, n, input_dim, cfg.data.root)
     t0 = time.perf_counter()
     loaded: list[Teacher] = []
     if consistent:
@@ -360,7 +363,6 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
         print(f"targets: {len(teachers)} teachers, {tuple(targets.shape)} in {time.perf_counter() - t0:.0f}s",
               flush=True)
 
-    input_dim = int(np.prod(ds.x.shape[2:]))
     learner = build_learner(cfg, input_dim, n, persons=int(ds.x.shape[2])).to(device)
     student = learner.encoder_q
     average = learner.encoder_k if ema else None  # the key encoder's slot holds the weight average

@@ -588,6 +588,7 @@ class Pretrainer:
         self.start_epoch = 0
         self.metrics: list[dict[str, float]] = []
         if checkpoint is not None:
+            check_resumed_data(checkpoint, n, self.input_dim, cfg.data.root)
             self.learner.load_state_dict(checkpoint["learner"])
             self.opt.load_state_dict(checkpoint["optimizer"])
             self.sched.load_state_dict(checkpoint["scheduler"])
@@ -769,6 +770,18 @@ def check_resume(cfg: Config, out: str | Path, dataset: SkeletonDataset | None =
         raise ConfigError(f"--resume: the run in {out} was started with another config "
                           f"({diff_summary(diff)}; saved -> asked). "
                           "Resume it with its own settings, or give another --out for a new run.")
+
+
+def check_resumed_data(ckpt: dict[str, Any], num_samples: int, input_dim: int, root: str | None) -> None:
+    """Refuse to continue a run on other data than it was started on: the number of pretraining
+    sequences and the values per frame (M V C) must be the checkpoint's. Catches ``--root`` pointed at
+    another dataset or another release of it, which would otherwise fail inside ``load_state_dict``
+    or, worse, train on."""
+    was = (int(ckpt.get("num_samples", num_samples)), int(ckpt.get("input_dim", input_dim)))
+    if was != (num_samples, input_dim):
+        raise ConfigError(f"--resume: the run was started on {was[0]} pretraining sequences of {was[1]} values a "
+                          f"frame; the data at {root or 'the embedded default'} gives {num_samples} of {input_dim}. "
+                          "Point --root at the data it was started on, or give another --out for a new run.")
 
 
 def _distilling(cfg: Config, out: Path, resume: bool) -> bool:

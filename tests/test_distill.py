@@ -337,3 +337,13 @@ def test_the_relational_term_is_logged_changes_the_training_and_resumes(teachers
     for sets, msg in bad.items():
         with pytest.raises(ConfigError, match=msg):
             distill(load_config("synthetic", over + sets.split(",")), tmp_path / "bad", progress=False)
+
+
+def test_a_resume_onto_other_data_is_refused_before_the_targets(teachers, tmp_path):
+    cfg = load_config("synthetic", STUDENT + [f"distill.teachers=[{teachers[0]}]"])
+    distill(cfg, tmp_path / "cut", progress=False, stop_after=1)
+    other = load_data(load_config("synthetic", SMALL[:2] + ["data.options.per_class=12"]))
+    n = len(train_indices(load_data(cfg), cfg.data.protocol, cfg.data.pretrain_on))
+    m = len(train_indices(other, cfg.data.protocol, cfg.data.pretrain_on))
+    with pytest.raises(ConfigError, match=f"started on {n} pretraining sequences .* gives {m} of"):
+        distill(cfg, tmp_path / "cut", resume=True, progress=False, dataset=other)

@@ -116,6 +116,10 @@ def test_a_resume_that_asks_for_other_settings_is_refused_and_a_moved_run_goes_o
     assert [r["epoch"] for r in res.metrics] == [1, 2]
     assert res.config.data.root == str(tmp_path / "new") and res.config.optim.lr == 0.05  # the rest is the run's
     assert load_config(tmp_path / "cut" / "config.yaml").data.root == str(tmp_path / "new")
+    other = tiny_dataset(n=64)  # moved onto data that is not the run's: refused before any weight loads
+    with pytest.raises(ConfigError, match=r"started on \d+ pretraining sequences .* the data at .*new gives \d+"):
+        pretrain(load_config(None), tmp_path / "cut", dataset=other, progress=False, resume=True,
+                 data_root=str(tmp_path / "new"))
 
 
 @pytest.mark.parametrize("paradigm", ["end_to_end", "memory_bank"])
