@@ -478,6 +478,8 @@ def check_finished(tasks: Sequence[Task]) -> None:
     """Refuse to reuse a finished run (or a checkpoint) made with a different config."""
     import torch
 
+    from .train import config_conflicts
+
     for t in tasks:
         res = read_results(t)
         old = res.get("config") if res else None
@@ -490,7 +492,7 @@ def check_finished(tasks: Sequence[Task]) -> None:
             what = "checkpoint"
         if old is None:
             continue
-        diff = config_diff(old, t.config)
+        diff = config_conflicts(old, config_from_dict(t.config))
         if diff:
             raise ConfigError(f"{t.dir}: this {what} was made with a different config ({diff_summary(diff)}). "
                               "Use another --out, or delete the folder to redo it.")

@@ -745,12 +745,16 @@ def resumed_config(saved: dict[str, Any], data_root: str | None = None, device: 
 
 def config_conflicts(saved: dict[str, Any], cfg: Config, dataset: SkeletonDataset | None = None) -> list[str]:
     """Settings (``key: saved -> asked``) in which ``cfg`` asks for something else than a run's
-    ``saved`` config, after filling in what a run fills in itself (absolute paths; with ``dataset``,
-    the graph encoder's bones) and leaving out what only moves a run (:data:`skelcl.config.NEUTRAL_KEYS`)."""
+    ``saved`` config, after filling in what a run fills in itself (absolute paths; the graph encoder's
+    bones, from ``dataset``'s layout or, without it, where left unset, the saved run's) and leaving out what only moves a run (:data:`skelcl.config.NEUTRAL_KEYS`)."""
     asked = config_from_dict(cfg.to_dict())
     absolute_paths(asked)
     if dataset is not None:
         resolve_graph(asked, dataset)
+    elif asked.model.encoder == "gcn":  # without the data, bones left to the layout take the run's
+        model = saved.get("model", {})
+        asked.model.graph = asked.model.graph or model.get("graph") or []
+        asked.model.joints = asked.model.joints or model.get("joints") or 0
     return config_diff(saved, asked.to_dict())
 
 

@@ -122,6 +122,15 @@ def test_a_resume_that_asks_for_other_settings_is_refused_and_a_moved_run_goes_o
                  data_root=str(tmp_path / "new"))
 
 
+def test_graph_bones_left_to_the_layout_do_not_count_as_another_config():
+    from skelcl.train import config_conflicts
+
+    saved = load_config(None, ["model.encoder=gcn", "model.graph=[[1,0],[2,1]]", "model.joints=3"]).to_dict()
+    assert config_conflicts(saved, load_config(None, ["model.encoder=gcn"])) == []  # a sweep's unresolved point
+    other = config_conflicts(saved, load_config(None, ["model.encoder=gcn", "model.graph=[[1,0],[2,0]]"]))
+    assert len(other) == 1 and other[0].startswith("model.graph:")
+
+
 @pytest.mark.parametrize("paradigm", ["end_to_end", "memory_bank"])
 def test_other_paradigms_train(tmp_path, paradigm):
     res = pretrain(tiny_config(**{"contrast.paradigm": paradigm, "optim.epochs": 2}), tmp_path,
