@@ -207,6 +207,14 @@ def mix_batch(x: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, lam
     return xm, torch.maximum(lengths, lengths[other]), tm
 
 
+def target_sketch(targets: torch.Tensor) -> torch.Tensor:
+    """(n, D) targets -> (n, 8): their projection onto 8 fixed random directions (seed 0), kept in the
+    checkpoint so that a resume can tell whether its teachers still give the same targets."""
+    g = torch.Generator().manual_seed(0)
+    r = torch.randn(targets.shape[1], 8, generator=g) / max(targets.shape[1], 1) ** 0.5
+    return targets.float().cpu() @ r
+
+
 def relation_targets(targets: torch.Tensor, tau: float) -> torch.Tensor:
     """(n, D) targets -> (n, n) log-probabilities: row i is a log-softmax over j of cos(t_i, t_j) / tau,
     with j = i left out (its log-probability a large negative number, so that its probability is 0)."""
@@ -268,7 +276,7 @@ def teachers_on(loaded: Sequence[Teacher], sources: dict[int, BatchSource | None
 def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
             dataset: SkeletonDataset | None = None, stop_after: int | None = None,
             on_epoch: Callable[[int, dict[str, float]], None] | None = None, data_root: str | None = None,
-            device: str | None = None) -> PretrainResult:
+            device: str | None = None, teachers: Sequence[str | Path] | None = None) -> PretrainResult:
     """Train ``cfg``'s encoder on ``cfg.data``'s pretraining split to reproduce ``cfg.distill.teachers``.
 
     Args:
@@ -281,6 +289,9 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
         on_epoch: called with (epoch, metrics row) after each checkpoint.
         data_root, device: on resume only, where the data lies now and the device to go on with (the
             teachers read the data from there too).
+        teachers: on resume only, where the run's teachers lie now (as many, in the same order). Their
+            targets must be the ones the run was started with (:func:`target_sketch`), which also
+            catches a teacher's checkpoint replaced since.
     """
     from .augment import build_augment
 
@@ -293,7 +304,7 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
     ckpt: dict[str, Any] | None = None
     if resume:
         ckpt = _load_resume(out, DistInfo())
-        cfg = resumed_config(ckpt["config"], data_root, device)
+        cfg = resumed_config(ckpt["config"], data_root, device, teachers)
     teachers = check_teachers(cfg.distill.teachers, out)
     rep = cfg.probe.representation
     if rep not in STUDENT_READOUTS:
@@ -359,6 +370,14 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
     if cfg.distill.group_mean:
         targets = group_average(targets, group_ids(ds, rows))
     targets = targets.to(device)
+    sketch = target_sketch(targets)
+    was = None if ckpt is None else ckpt["distill"].get("sketch")
+    if was is not None and not torch.allclose(sketch.cpu(), was, rtol=1e-3, atol=1e-2):
+        gap = float((sketch.cpu() - was).abs().max())
+        raise ConfigError(f"--resume: the teachers give other targets than the run in {out} was started with "
+                          f"(largest difference {gap:.3g}): a teacher's checkpoint was replaced, a moved teacher is "
+                          "not the same run, or the data differ. Resume with the run's own teachers, or give "
+                          "another --out for a new run.")
     if progress:
         print(f"targets: {len(teachers)} teachers, {tuple(targets.shape)} in {time.perf_counter() - t0:.0f}s",
               flush=True)
@@ -474,7 +493,7 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
         elif average is not None and epoch + 1 == cfg.optim.epochs:  # the average becomes the run's encoder
             student.load_state_dict(average.state_dict())
         state = checkpoint_dict(cfg, epoch + 1, input_dim, n, learner, opt, sched, metrics)
-        state["distill"] = {"head": head.state_dict(), "teachers": record}
+        state["distill"] = {"head": head.state_dict(), "teachers": record, "sketch": sketch.cpu()}
         if bank is not None:
             state["distill"]["bank"] = bank.cpu()
         _atomic_save(state, out / CHECKPOINT)

@@ -454,7 +454,7 @@ def run(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool =
     if resume:  # the run goes on with its saved config: refuse one that asks for other settings
         check_resume(cfg, out, dataset)
     pre = pretrain(cfg, out, resume=resume, progress=progress, dataset=dataset, data_root=cfg.data.root,
-                   device=cfg.train.device)
+                   device=cfg.train.device, teachers=cfg.distill.teachers)
     cfg = pre.config
     ds = pre.dataset
     device = resolve_device(cfg.train.device)

@@ -732,23 +732,36 @@ def _load_resume(out: Path, dist_info: DistInfo) -> dict[str, Any]:
     return payload
 
 
-def resumed_config(saved: dict[str, Any], data_root: str | None = None, device: str | None = None) -> Config:
+def resumed_config(saved: dict[str, Any], data_root: str | None = None, device: str | None = None,
+                   teachers: Sequence[str | Path] | None = None) -> Config:
     """The config a resumed run continues with: its saved one, moved to where its data lies now
-    (``data_root``) and onto another device (``device``) when those are given; nothing else changes."""
+    (``data_root``), onto another device (``device``) and, for a distillation, to where its teachers
+    lie now (``teachers``: as many as it was started with, in the same order; :func:`skelcl.distill.distill`
+    checks that they give the same targets); nothing else changes."""
     cfg = config_from_dict(saved)
     if data_root is not None:
         cfg.data.root = str(data_root)
     if device is not None:
         cfg.train.device = str(device)
+    if teachers:
+        if len(teachers) != len(cfg.distill.teachers):
+            raise ConfigError(f"--resume: the run was started with {len(cfg.distill.teachers)} teachers, "
+                              f"{len(teachers)} given; give where each of them lies now, in the same order")
+        cfg.distill.teachers = [str(Path(t).expanduser().resolve()) for t in teachers]
     return cfg
 
 
 def config_conflicts(saved: dict[str, Any], cfg: Config, dataset: SkeletonDataset | None = None) -> list[str]:
     """Settings (``key: saved -> asked``) in which ``cfg`` asks for something else than a run's
     ``saved`` config, after filling in what a run fills in itself (absolute paths; the graph encoder's
-    bones, from ``dataset``'s layout or, without it, where left unset, the saved run's) and leaving out what only moves a run (:data:`skelcl.config.NEUTRAL_KEYS`)."""
+    bones, from ``dataset``'s layout or, without it, where left unset, the saved run's) and leaving out
+    what only moves a run (:data:`skelcl.config.NEUTRAL_KEYS`, and a distillation's teachers where as
+    many are given: moved ones, which :func:`skelcl.distill.distill` checks by their targets)."""
     asked = config_from_dict(cfg.to_dict())
     absolute_paths(asked)
+    was = saved.get("distill", {}).get("teachers") or []
+    if len(asked.distill.teachers) == len(was):  # moved teachers; the distillation compares their targets
+        asked.distill.teachers = list(was)
     if dataset is not None:
         resolve_graph(asked, dataset)
     elif asked.model.encoder == "gcn":  # without the data, bones left to the layout take the run's
@@ -799,7 +812,7 @@ def _distilling(cfg: Config, out: Path, resume: bool) -> bool:
 def pretrain(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
              dataset: SkeletonDataset | None = None, stop_after: int | None = None,
              on_epoch: Callable[[int, dict[str, float]], None] | None = None, data_root: str | None = None,
-             device: str | None = None) -> PretrainResult:
+             device: str | None = None, teachers: Sequence[str | Path] | None = None) -> PretrainResult:
     """Run (or resume) contrastive pretraining, data-parallel when launched by torchrun; with
     ``distill.teachers`` set, the run distils them instead (:func:`skelcl.distill.distill`).
 
@@ -813,12 +826,13 @@ def pretrain(cfg: Config, out_dir: str | Path, resume: bool = False, progress: b
         on_epoch: called on rank 0 with (epoch, metrics row) after each checkpoint.
         data_root, device: on resume only, where the run's data lies now and the device to go on with
             (a run moved to another machine); see :func:`resumed_config`.
+        teachers: on resuming a distillation only, where its teachers lie now (:func:`resumed_config`).
     """
     if _distilling(cfg, Path(out_dir), resume):
         from .distill import distill
 
         return distill(cfg, out_dir, resume=resume, progress=progress, dataset=dataset, stop_after=stop_after,
-                       on_epoch=on_epoch, data_root=data_root, device=device)
+                       on_epoch=on_epoch, data_root=data_root, device=device, teachers=teachers)
     dist_info = init_distributed(device if resume and device is not None else cfg.train.device)
     try:
         return _pretrain(cfg, Path(out_dir), resume, progress, dataset, stop_after, on_epoch, dist_info,

@@ -347,3 +347,18 @@ def test_a_resume_onto_other_data_is_refused_before_the_targets(teachers, tmp_pa
     m = len(train_indices(other, cfg.data.protocol, cfg.data.pretrain_on))
     with pytest.raises(ConfigError, match=f"started on {n} pretraining sequences .* gives {m} of"):
         distill(cfg, tmp_path / "cut", resume=True, progress=False, dataset=other)
+
+
+def test_moved_teachers_resume_and_other_teachers_are_refused_by_their_targets(teachers, tmp_path):
+    import shutil
+
+    cfg = load_config("synthetic", STUDENT + [f"distill.teachers=[{teachers[0]}, {teachers[1]}]"])
+    distill(cfg, tmp_path / "cut", progress=False, stop_after=1)
+    moved = [shutil.copytree(t, tmp_path / f"moved{i}") for i, t in enumerate(teachers)]
+    with pytest.raises(ConfigError, match="other targets"):  # the same two, swapped: other targets
+        distill(cfg, tmp_path / "cut", resume=True, progress=False, stop_after=2, teachers=moved[::-1])
+    with pytest.raises(ConfigError, match="started with 2 teachers, 1 given"):
+        distill(cfg, tmp_path / "cut", resume=True, progress=False, teachers=moved[:1])
+    assert main(["distill", "--resume", "--out", str(tmp_path / "cut"), "--quiet", "--teachers", *map(str, moved)]) == 0
+    assert load_config(tmp_path / "cut" / "config.yaml").distill.teachers == [str(m) for m in moved]
+    assert len(torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["metrics"]) == 4

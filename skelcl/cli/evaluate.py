@@ -115,16 +115,18 @@ def _distill(args: argparse.Namespace) -> int:
     if args.resume:  # the killed run's own config, teachers included
         if not args.out:
             raise ConfigError("--resume needs --out, the folder of the run to continue")
-        if args.config or args.overrides or args.teachers:
-            raise ConfigError("--resume continues a run with its own saved config; give no CONFIG, --set or "
-                              "--teachers (--root and --device may move it: where its data lies now, the device "
-                              "to go on with)")
+        if args.config or args.overrides:
+            raise ConfigError("--resume continues a run with its own saved config; give no CONFIG or --set "
+                              "(--root, --device and --teachers may move it: where its data lies now, the device "
+                              "to go on with, where its teachers lie now)")
         saved = Path(args.out) / "config.yaml"
         if not saved.exists():
             raise ConfigError(f"--resume: no run in {args.out} (no config.yaml)")
         cfg = load_config(saved)
         cfg.data.root = args.root or cfg.data.root
         cfg.train.device = args.device or cfg.train.device
+        if args.teachers:
+            cfg.distill.teachers = [str(t) for t in args.teachers]
     else:
         if not args.teachers:
             raise ConfigError("give the teachers: --teachers RUN [RUN ...] (pretrained run folders or checkpoints)")
@@ -218,7 +220,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teachers", nargs="+", action="extend", default=[], metavar="RUN",
                    help="run folders or checkpoints pretrained on the same dataset (a shell glob works)")
     p.add_argument("--out", default=None, help="run folder (default runs/<config name>-distilled)")
-    p.add_argument("--resume", action="store_true", help="continue a killed run in --out (its teachers)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a killed run in --out with its own teachers (or, with --teachers, the same "
+                        "teachers moved: as many, in the same order; their targets are checked)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_distill)
 
