@@ -62,7 +62,7 @@ def _cell(cfg: Config, ds: SkeletonDataset, split: str, seed: int, out: Path, pr
     if resume:  # a cell killed mid-way goes on only under the settings it was started with
         check_resume(cfg, out, ds)
     pre = pretrain(cfg, out, resume=resume, progress=progress, dataset=ds, data_root=cfg.data.root,
-                   device=cfg.train.device)
+                   device=cfg.train.device, teachers=cfg.distill.teachers)
     device = resolve_device(cfg.train.device)
     res: dict[str, Any] = {"split": split, "seed": seed, "pretrain_seconds": time.perf_counter() - t0,
                            "final_loss": pre.metrics[-1]["loss"], "top1": {}, "top5": {}}

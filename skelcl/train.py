@@ -751,16 +751,18 @@ def resumed_config(saved: dict[str, Any], data_root: str | None = None, device: 
     return cfg
 
 
-def config_conflicts(saved: dict[str, Any], cfg: Config, dataset: SkeletonDataset | None = None) -> list[str]:
+def config_conflicts(saved: dict[str, Any], cfg: Config, dataset: SkeletonDataset | None = None,
+                     moved_teachers: bool = False) -> list[str]:
     """Settings (``key: saved -> asked``) in which ``cfg`` asks for something else than a run's
     ``saved`` config, after filling in what a run fills in itself (absolute paths; the graph encoder's
     bones, from ``dataset``'s layout or, without it, where left unset, the saved run's) and leaving out
-    what only moves a run (:data:`skelcl.config.NEUTRAL_KEYS`, and a distillation's teachers where as
-    many are given: moved ones, which :func:`skelcl.distill.distill` checks by their targets)."""
+    what only moves a run (:data:`skelcl.config.NEUTRAL_KEYS`; with ``moved_teachers``, for a resume,
+    also a distillation's teachers where as many are given: moved ones, which
+    :func:`skelcl.distill.distill` checks by their targets)."""
     asked = config_from_dict(cfg.to_dict())
     absolute_paths(asked)
     was = saved.get("distill", {}).get("teachers") or []
-    if len(asked.distill.teachers) == len(was):  # moved teachers; the distillation compares their targets
+    if moved_teachers and len(asked.distill.teachers) == len(was):
         asked.distill.teachers = list(was)
     if dataset is not None:
         resolve_graph(asked, dataset)
@@ -777,12 +779,15 @@ def check_resume(cfg: Config, out: str | Path, dataset: SkeletonDataset | None =
     A resumed run trains on with its saved config, so a call that asks for other settings (an
     edited ``--set``, another preprocessing) would otherwise get the old run under its new name,
     or train the old model on differently prepared data. What only moves a run (``data.root``,
-    device, threads; :data:`skelcl.config.NEUTRAL_KEYS`) may differ (:func:`config_conflicts`).
+    device, threads; :data:`skelcl.config.NEUTRAL_KEYS`) may differ, and a distillation's teachers
+    where as many are given (moved: the resume passes them on and compares their targets;
+    :func:`config_conflicts`).
     """
     path = Path(out) / CHECKPOINT
     if not path.exists():
         return
-    diff = config_conflicts(torch.load(path, map_location="cpu", weights_only=True)["config"], cfg, dataset)
+    diff = config_conflicts(torch.load(path, map_location="cpu", weights_only=True)["config"], cfg, dataset,
+                            moved_teachers=True)
     if diff:
         raise ConfigError(f"--resume: the run in {out} was started with another config "
                           f"({diff_summary(diff)}; saved -> asked). "

@@ -122,13 +122,17 @@ def test_a_resume_that_asks_for_other_settings_is_refused_and_a_moved_run_goes_o
                  data_root=str(tmp_path / "new"))
 
 
-def test_graph_bones_left_to_the_layout_do_not_count_as_another_config():
+def test_graph_bones_left_to_the_layout_and_moved_teachers_on_resume_are_not_another_config():
     from skelcl.train import config_conflicts
 
     saved = load_config(None, ["model.encoder=gcn", "model.graph=[[1,0],[2,1]]", "model.joints=3"]).to_dict()
     assert config_conflicts(saved, load_config(None, ["model.encoder=gcn"])) == []  # a sweep's unresolved point
     other = config_conflicts(saved, load_config(None, ["model.encoder=gcn", "model.graph=[[1,0],[2,0]]"]))
     assert len(other) == 1 and other[0].startswith("model.graph:")
+    taught = load_config(None, ["distill.teachers=[/a, /b]"]).to_dict()
+    elsewhere = load_config(None, ["distill.teachers=[/c, /d]"])
+    assert config_conflicts(taught, elsewhere, moved_teachers=True) == []  # a resume: their targets are checked
+    assert [d.split(":")[0] for d in config_conflicts(taught, elsewhere)] == ["distill.teachers"]  # a finished run
 
 
 @pytest.mark.parametrize("paradigm", ["end_to_end", "memory_bank"])
