@@ -157,12 +157,17 @@ def test_distillation_with_infonce_logs_both_terms_and_resumes_to_the_same_weigh
     bad = {"distill.contrast=-1": "loss weight", "distill.contrast=0.5,distill.ema=0.9": "key encoder's slot",
            "distill.contrast=0.5,contrast.cross_view=1.5": "probability in",
            "distill.contrast=0.5,contrast.cross_view=0.5,contrast.cross_view_both=true": "one key per query"}
-    for sets, msg in bad.items():
-        with pytest.raises(ConfigError, match=msg):
-            distill(load_config("synthetic", over + sets.split(",")), tmp_path / "bad", progress=False)
+    _refused(over, bad, tmp_path)
     with pytest.raises(ConfigError, match="paradigm queue"):
         distill(load_config("synthetic", over + ["distill.contrast=0.5", "contrast.paradigm=end_to_end"]),
                 tmp_path / "bad2", progress=False)
+
+
+def _refused(over: list[str], bad: dict[str, str], tmp_path: Path) -> None:
+    """Each comma-separated set of overrides in ``bad`` is refused with a ConfigError matching its message."""
+    for sets, msg in bad.items():
+        with pytest.raises(ConfigError, match=msg):
+            distill(load_config("synthetic", over + sets.split(",")), tmp_path / "bad", progress=False)
 
 
 def _changes_the_training_and_resumes(over: list[str], option: str, tmp_path: Path) -> None:
@@ -183,9 +188,7 @@ def test_mixup_changes_the_training_resumes_and_is_refused_beside_infonce(teache
     over = STUDENT + [f"distill.teachers=[{teachers[0]}, {teachers[1]}]"]
     _changes_the_training_and_resumes(over, "distill.mixup=0.4", tmp_path)  # the student saw mixed sequences
     bad = {"distill.mixup=-0.5": "Beta", "distill.mixup=0.4,distill.contrast=0.5": "no positive key"}
-    for sets, msg in bad.items():
-        with pytest.raises(ConfigError, match=msg):
-            distill(load_config("synthetic", over + sets.split(",")), tmp_path / "bad", progress=False)
+    _refused(over, bad, tmp_path)
 
 
 def test_teachers_on_the_raw_batch_give_back_their_targets_and_follow_a_shear(teachers, tmp_path):
@@ -334,9 +337,7 @@ def test_the_relational_term_is_logged_changes_the_training_and_resumes(teachers
     bad = {"distill.relation=-1": "loss weight", "distill.relation=1,distill.relation_tau=0": "temperature",
            "distill.relation=1,distill.mixup=0.4": "distill.mixup",
            "distill.relation=1,distill.consistent=true": "distill.consistent"}
-    for sets, msg in bad.items():
-        with pytest.raises(ConfigError, match=msg):
-            distill(load_config("synthetic", over + sets.split(",")), tmp_path / "bad", progress=False)
+    _refused(over, bad, tmp_path)
 
 
 def test_a_resume_onto_other_data_is_refused_before_the_targets(teachers, tmp_path):
