@@ -372,8 +372,8 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
     targets = targets.to(device)
     sketch = target_sketch(targets)
     was = None if ckpt is None else ckpt["distill"].get("sketch")
-    if was is not None and not torch.allclose(sketch.cpu(), was, rtol=1e-3, atol=1e-2):
-        gap = float((sketch.cpu() - was).abs().max())
+    if was is not None and not torch.allclose(sketch, was, rtol=1e-3, atol=1e-2):
+        gap = float((sketch - was).abs().max())
         raise ConfigError(f"--resume: the teachers give other targets than the run in {out} was started with "
                           f"(largest difference {gap:.3g}): a teacher's checkpoint was replaced, a moved teacher is "
                           "not the same run, or the data differ. Resume with the run's own teachers, or give "
@@ -493,7 +493,7 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
         elif average is not None and epoch + 1 == cfg.optim.epochs:  # the average becomes the run's encoder
             student.load_state_dict(average.state_dict())
         state = checkpoint_dict(cfg, epoch + 1, input_dim, n, learner, opt, sched, metrics)
-        state["distill"] = {"head": head.state_dict(), "teachers": record, "sketch": sketch.cpu()}
+        state["distill"] = {"head": head.state_dict(), "teachers": record, "sketch": sketch}
         if bank is not None:
             state["distill"]["bank"] = bank.cpu()
         _atomic_save(state, out / CHECKPOINT)

@@ -747,7 +747,7 @@ def resumed_config(saved: dict[str, Any], data_root: str | None = None, device: 
         if len(teachers) != len(cfg.distill.teachers):
             raise ConfigError(f"--resume: the run was started with {len(cfg.distill.teachers)} teachers, "
                               f"{len(teachers)} given; give where each of them lies now, in the same order")
-        cfg.distill.teachers = [str(Path(t).expanduser().resolve()) for t in teachers]
+        cfg.distill.teachers = [str(t) for t in teachers]  # made absolute with the rest (absolute_paths)
     return cfg
 
 
