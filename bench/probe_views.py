@@ -27,7 +27,7 @@ import torch
 
 from skelcl.augment import build_augment
 from skelcl.probe import encode, knn_eval, linear_eval, logistic_baseline
-from skelcl.train import apply_threads, load_checkpoint, load_data
+from skelcl.train import apply_threads, load_checkpoint, load_data, read_checkpoint
 
 
 def main() -> None:
@@ -86,7 +86,7 @@ def main() -> None:
         rows.update({f"run's probe, trained with {k} augmented copies": linear(copies=k),
                      "the same, tested on the mean over the copies": linear(te_feats=mean, copies=k),
                      f"run's probe on the mean over {k} copies, both sides": linear(mean, mean)})
-    head = torch.load(f"{args.run}/checkpoint.pt", map_location="cpu", weights_only=True).get("distill", {}).get("head")
+    head = read_checkpoint(args.run).get("distill", {}).get("head")
     if head is not None and rep == cfg.probe.representation and not args.both_directions:  # predicts the teachers
         pred = feats @ head["weight"].numpy().T + head["bias"].numpy()
         rows[f"run's probe on the distillation head's output ({pred.shape[1]} dims)"] = linear(pred, pred)

@@ -478,7 +478,7 @@ def check_finished(tasks: Sequence[Task]) -> None:
     """Refuse to reuse a finished run (or a checkpoint) made with a different config."""
     import torch
 
-    from .train import config_conflicts
+    from .train import config_conflicts, read_checkpoint
 
     for t in tasks:
         res = read_results(t)
@@ -486,8 +486,8 @@ def check_finished(tasks: Sequence[Task]) -> None:
         what = "finished run"
         if old is None and (t.dir / "checkpoint.pt").exists():
             try:
-                old = torch.load(t.dir / "checkpoint.pt", map_location="cpu", weights_only=True)["config"]
-            except Exception:  # an unreadable checkpoint is simply retrained
+                old = read_checkpoint(t.dir, config_only=True)["config"]
+            except ConfigError:  # an unreadable checkpoint is simply retrained
                 old = None
             what = "checkpoint"
         if old is None:

@@ -147,12 +147,41 @@ def distinct_runs(paths: Sequence[str | Path], role: str) -> dict[Path, str]:
     return seen
 
 
+_CHECKPOINT_KEYS = ("config", "learner", "input_dim", "num_samples")
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    config_only: bool = False) -> dict[str, Any]:
+    """The plain dict saved in a run's ``checkpoint.pt`` (``path``: the file or its run folder).
+
+    Anything else is refused with one :class:`ConfigError` naming the file instead of a traceback
+    from deep inside ``torch.load``: a missing file, a truncated or corrupt one (a copy cut short),
+    the encoder's safetensors export, or another tool's ``.pt`` without a skelcl config.
+    ``config_only``: the caller reads only ``["config"]``; the file is memory-mapped, so the weights
+    are not read from disk.
+    """
+    p = checkpoint_path(path)
+    if not p.is_file():
+        raise ConfigError(f"no checkpoint at {p}")
+    hint = ("; that is the encoder's safetensors export, give its run folder or checkpoint.pt"
+            if p.suffix == ".safetensors" else "")
+    try:
+        ckpt = torch.load(p, map_location=map_location, weights_only=True, mmap=config_only)
+    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ... by cause
+        why = str(exc).strip().split(". ")[0].splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{p} is not a readable skelcl checkpoint (truncated, corrupt or another "
+                          f"format: {why}){hint}") from exc
+    need = _CHECKPOINT_KEYS[:1] if config_only else _CHECKPOINT_KEYS
+    missing = [k for k in need if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        what = f"keys {', '.join(map(str, sorted(ckpt)[:4]))}, ..." if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ConfigError(f"{p} is not a skelcl checkpoint: it has no {', '.join(missing)} (it holds {what}){hint}")
+    return ckpt
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[ContrastiveLearner, Config]:
     """Rebuild the learner and config from a checkpoint file or a run folder."""
-    p = checkpoint_path(path)
-    if not p.exists():
-        raise ConfigError(f"no checkpoint at {p}")
-    ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    ckpt = read_checkpoint(path, map_location)
     cfg = config_from_dict(ckpt["config"])
     learner = ContrastiveLearner(int(ckpt["input_dim"]), cfg.model, cfg.contrast,
                                  num_samples=int(ckpt["num_samples"]), seed=cfg.train.seed,
@@ -725,7 +754,10 @@ def _load_resume(out: Path, dist_info: DistInfo) -> dict[str, Any]:
         if not path.exists():
             payload = f"--resume: no checkpoint in {out}"
         else:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                payload = read_checkpoint(path)
+            except ConfigError as exc:
+                payload = f"--resume: {exc}"
     payload = _broadcast_object(payload, dist_info)
     if isinstance(payload, str):
         raise ConfigError(payload)
@@ -786,8 +818,7 @@ def check_resume(cfg: Config, out: str | Path, dataset: SkeletonDataset | None =
     path = Path(out) / CHECKPOINT
     if not path.exists():
         return
-    diff = config_conflicts(torch.load(path, map_location="cpu", weights_only=True)["config"], cfg, dataset,
-                            moved_teachers=True)
+    diff = config_conflicts(read_checkpoint(path, config_only=True)["config"], cfg, dataset, moved_teachers=True)
     if diff:
         raise ConfigError(f"--resume: the run in {out} was started with another config "
                           f"({diff_summary(diff)}; saved -> asked). "
@@ -809,7 +840,7 @@ def check_resumed_data(ckpt: dict[str, Any], num_samples: int, input_dim: int, r
 def _distilling(cfg: Config, out: Path, resume: bool) -> bool:
     """Whether the run (``cfg``, or on resume the saved run's config) distils teachers."""
     if resume and (out / CHECKPOINT).exists():
-        saved = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)["config"]
+        saved = read_checkpoint(out / CHECKPOINT, config_only=True)["config"]
         return bool(saved.get("distill", {}).get("teachers"))
     return bool(cfg.distill.teachers)
 

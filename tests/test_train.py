@@ -13,7 +13,7 @@ from skelcl.layouts import custom_layout
 from skelcl.store import SkeletonDataset
 from skelcl.errors import ConfigError
 from skelcl.train import (Pretrainer, TrainingDiverged, build_schedule, check_resume, load_checkpoint, group_ids,
-                          partner_table, pretrain, train_indices)
+                          partner_table, pretrain, read_checkpoint, train_indices)
 
 
 def tiny_dataset(n=96, t=16, seed=0) -> SkeletonDataset:
@@ -120,6 +120,32 @@ def test_a_resume_that_asks_for_other_settings_is_refused_and_a_moved_run_goes_o
     with pytest.raises(ConfigError, match=r"started on \d+ pretraining sequences .* the data at .*new gives \d+"):
         pretrain(load_config(None), tmp_path / "cut", dataset=other, progress=False, resume=True,
                  data_root=str(tmp_path / "new"))
+
+
+def test_a_file_that_is_not_a_readable_checkpoint_is_one_clear_error(tmp_path):
+    """Cut short, another format, the safetensors export, another tool's .pt: each read path
+    (load, config-only, resume, the resume check) names the file instead of a torch traceback."""
+    ds = tiny_dataset()
+    pretrain(tiny_config(**{"optim.epochs": 1}), tmp_path / "ok", dataset=ds, progress=False)
+    good = (tmp_path / "ok" / "checkpoint.pt").read_bytes()
+    assert read_checkpoint(tmp_path / "ok", config_only=True)["config"]["optim"]["epochs"] == 1
+    cases = {"cut": (good[: len(good) // 2], "not a readable skelcl checkpoint"),
+             "text": (b"not a checkpoint", "not a readable skelcl checkpoint"),
+             "other": (None, "not a skelcl checkpoint: it has no config, learner")}
+    for name, (data, msg) in cases.items():
+        run = tmp_path / name
+        run.mkdir()
+        if data is None:
+            torch.save({"state_dict": torch.zeros(2)}, run / "checkpoint.pt")
+        else:
+            (run / "checkpoint.pt").write_bytes(data)
+        for read in (lambda: load_checkpoint(run), lambda: read_checkpoint(run, config_only=True),
+                     lambda: check_resume(tiny_config(), run, ds),
+                     lambda: pretrain(tiny_config(), run, dataset=ds, progress=False, resume=True)):
+            with pytest.raises(ConfigError, match=f"{name}/checkpoint.pt is {msg.split(':')[0]}"):
+                read()
+    with pytest.raises(ConfigError, match="safetensors export, give its run folder"):
+        load_checkpoint(tmp_path / "ok" / "encoder.safetensors")
 
 
 def test_graph_bones_left_to_the_layout_and_moved_teachers_on_resume_are_not_another_config():
