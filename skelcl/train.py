@@ -533,6 +533,8 @@ def build_schedule(cfg: Config, opt: torch.optim.Optimizer) -> torch.optim.lr_sc
     o = cfg.optim
     if o.schedule not in SCHEDULES:
         raise ConfigError(f"optim.schedule must be one of {', '.join(SCHEDULES)}, got {o.schedule!r}")
+    if o.epochs < 1:
+        raise ConfigError(f"optim.epochs must be at least 1, got {o.epochs}")
     if not 0 <= o.warmup < o.epochs:
         raise ConfigError(f"optim.warmup must be in [0, optim.epochs={o.epochs}), got {o.warmup}")
     if o.schedule == "step" and o.warmup and any(m <= o.warmup for m in o.milestones):

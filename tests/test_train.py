@@ -318,6 +318,7 @@ def test_lr_schedules_follow_their_formulas():
     assert _lrs(**{"optim.milestones": "[6]", "optim.warmup": 2}) == pytest.approx(
         [0.1 / 3, 0.2 / 3] + [0.1] * 4 + [0.01] * 4)
     for bad, msg in (({"optim.schedule": "linear"}, "step, cosine"), ({"optim.warmup": 10}, "optim.warmup"),
-                     ({"optim.milestones": "[2]", "optim.warmup": 3}, "after the 3 warm-up epochs")):
+                     ({"optim.milestones": "[2]", "optim.warmup": 3}, "after the 3 warm-up epochs"),
+                     ({"optim.epochs": 0}, "optim.epochs must be at least 1, got 0")):
         with pytest.raises(ConfigError, match=msg):
             _lrs(**bad)
