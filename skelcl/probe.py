@@ -451,9 +451,9 @@ def knn_eval(train_feats: ArrayLike, train_labels: ArrayLike, test_feats: ArrayL
         num_classes = int(max(_np(train_labels).max(), _np(test_labels).max())) + 1
     ytr = _labels(train_labels, xtr.shape[0], num_classes, "train_labels").numpy()
     yte = _labels(test_labels, xte.shape[0], num_classes, "test_labels").numpy()
+    if int(k) < 1:
+        raise ProbeError(f"kNN k (probe.knn_k) must be >= 1, got {k}")
     k = int(min(k, xtr.shape[0]))
-    if k < 1:
-        raise ValueError("k must be >= 1")
     nn_ = NearestNeighbors(n_neighbors=k, metric="cosine", algorithm="brute").fit(xtr)
     dist, nbr = nn_.kneighbors(xte)  # (N_test, k), distance = 1 - cos
     dist = dist.astype(np.float64)

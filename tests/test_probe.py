@@ -174,6 +174,8 @@ def test_knn_on_clusters_and_matches_sklearn() -> None:
     assert np.array_equal(knn_eval(xtr, ytr, xte, yte, 20, weighting="distance")["pred"], ref)
     with pytest.raises(ValueError):
         knn_eval(xtr, ytr, xte, yte, weighting="nope")
+    with pytest.raises(ProbeError, match=r"probe.knn_k\) must be >= 1, got 0"):  # one CLI line, not a traceback
+        knn_eval(xtr, ytr, xte, yte, k=0)
 
 
 def test_logistic_baseline_on_raw_sequences() -> None:
