@@ -1,0 +1,77 @@
+"""One linear probe on several runs' features side by side, against their softmax ensemble.
+
+`skelcl evaluate A --ensemble B ...` trains one probe per run and averages their softmaxes: an
+ensemble of classifiers. This trains ONE linear probe (the first run's probe settings, seeded with
+``--probe-seed``) on the concatenation of every run's frozen features, each run read with its own
+preprocessing and readout: the best a single linear classifier can do with what the runs compute
+together, which is what a distilled student (``skelcl distill``) is asked to carry in one network.
+It prints top-1 on the test split, without the test copies of training sequences, and each run's
+own probe for reference.
+
+    python bench/concat_probe.py runs/base-s0/xview runs/gcnbox-s0/xview --root ../shared/data/nucla
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+import numpy as np
+import torch
+import yaml
+
+from skelcl.experiment import add_without_copies, check_input_shape, labelled_split, split_features, test_copy_mask
+from skelcl.probe import linear_eval
+from skelcl.train import apply_threads, distinct_runs, load_checkpoint, load_data
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", help="run folders (or checkpoint.pt files) trained on the same data and split")
+    ap.add_argument("--root", default=None, help="data.root for every run (default: each run's own)")
+    ap.add_argument("--probe-seed", type=int, default=0, help="probe.seed (as --set probe.seed=S in evaluate)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--probe", action="append", default=[], metavar="KEY=VALUE",
+                    help="a probe setting for the side-by-side probe only, e.g. --probe weight_decay=0.01")
+    args = ap.parse_args()
+    if len(args.runs) < 2:
+        raise SystemExit("give at least two runs")
+    distinct_runs(args.runs, "the run list")
+    torch.set_num_threads(args.threads)
+    feats: list[tuple[np.ndarray, np.ndarray]] = []
+    y_tr = y_te = copies = None
+    probe = None
+    print("| run | features | its own probe | without the copies |\n|---|---|---|---|")
+    for path in args.runs:
+        learner, cfg = load_checkpoint(path)
+        if args.root:
+            cfg.data.root = args.root
+        cfg.train.threads = args.threads
+        apply_threads(cfg)
+        ds = load_data(cfg)
+        check_input_shape(learner, ds, str(path))
+        f_tr, ytr, f_te, yte = split_features(learner, ds, cfg.data.protocol, cfg.probe, torch.device("cpu"))
+        if y_tr is None:
+            over = dict(kv.split("=", 1) for kv in args.probe)
+            probe = replace(cfg.probe, seed=args.probe_seed, **{k: yaml.safe_load(v) for k, v in over.items()})
+            y_tr, y_te = ytr, yte
+            copies = test_copy_mask(ds, cfg.data.protocol, labelled_split(ds, cfg.data.protocol)[1])
+        elif not (np.array_equal(ytr, y_tr) and np.array_equal(yte, y_te)):
+            raise SystemExit(f"{path}: its train/test split differs from {args.runs[0]}'s; give runs of one data and split")
+        own = linear_eval(f_tr, ytr, f_te, yte, replace(cfg.probe, seed=args.probe_seed), num_classes=ds.num_classes)
+        add_without_copies(own, yte, copies)
+        print(f"| {path} | {f_tr.shape[1]} | {own['top1']:.1f} | {own.get('top1_without_copies', float('nan')):.1f} |",
+              flush=True)
+        feats.append((f_tr, f_te))
+    assert probe is not None and y_tr is not None and y_te is not None and copies is not None
+    x_tr = np.concatenate([a for a, _ in feats], 1)
+    x_te = np.concatenate([b for _, b in feats], 1)
+    lin = linear_eval(x_tr, y_tr, x_te, y_te, probe, num_classes=int(max(y_tr.max(), y_te.max())) + 1)
+    add_without_copies(lin, y_te, copies)
+    what = f" ({', '.join(args.probe)})" if args.probe else ""
+    print(f"| **one probe on all {len(feats)} side by side{what}** | {x_tr.shape[1]} | **{lin['top1']:.1f}** | "
+          f"**{lin.get('top1_without_copies', float('nan')):.1f}** |")
+
+
+if __name__ == "__main__":
+    main()
