@@ -476,8 +476,6 @@ def task_status(task: Task) -> str:
 
 def check_finished(tasks: Sequence[Task]) -> None:
     """Refuse to reuse a finished run (or a checkpoint) made with a different config."""
-    import torch
-
     from .train import config_conflicts, read_checkpoint
 
     for t in tasks:
