@@ -52,7 +52,8 @@ class ModelConfig:
         without the data). The graph encoder always averages persons (``person_pool`` is for RNNs).
     frame_features: the RNN's input per frame: ``coords`` (the paper), ``distances`` (every pair of
         joints in the frame; view invariant) or ``coords+distances``.
-    bone_input: the graph encoder also reads each joint's bone vector (joint minus parent), and with
+    bone_input: the graph encoder also reads each joint's bone vector (joint minus parent; ``graph``
+        must then list [child, parent] pairs, each joint a child at most once), and with
         ``motion`` the bones' velocity: the joint and bone streams of two-stream graph networks in one
         input. See :class:`skelcl.graph.GraphEncoder`. For the N-UCLA distillation student it
         changes nothing on average (88.4 +- 1.8 against 88.4 +- 0.9 linear, five seeds;

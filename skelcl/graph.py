@@ -74,7 +74,9 @@ class GraphEncoder(nn.Module):
 
     Args:
         input_dim: M * V * C (checked against ``bones`` and ``persons``).
-        bones: (child, parent) joint pairs: the skeleton graph (``layout.bones``).
+        bones: (child, parent) joint pairs: the skeleton graph (``layout.bones``). The convolution
+            reads them as undirected edges; ``bone_input`` reads the direction and refuses a joint
+            listed as the child of two joints.
         joints: V.
         channels: output channels of each block; the last is the feature size E.
         strides: temporal stride of each block (the states have T / prod(strides) frames).
@@ -114,8 +116,13 @@ class GraphEncoder(nn.Module):
         self.strides = [int(s) for s in strides]
         parts = graph_partitions(bones, joints)  # refuses a bone outside the joints
         parent = list(range(joints))  # a joint that is no bone's child is its own parent: zero bone
+        listed: dict[int, int] = {}
         for child, par in bones:
-            parent[int(child)] = int(par)
+            child, par = int(child), int(par)
+            if bone_input and listed.get(child, par) != par:  # a bone vector needs one parent per joint
+                raise SettingError(f"model.bone_input: joint {child} is listed as the child of both {listed[child]} "
+                                   f"and {par}; give model.graph as [child, parent] pairs of a tree")
+            listed[child] = parent[child] = par
         self.register_buffer("parent", torch.tensor(parent, dtype=torch.long), persistent=False)
         c_in = self.coords * (2 if bone_input else 1) * (2 if motion else 1)
         self.data_norm = nn.BatchNorm1d(c_in * joints)

@@ -798,13 +798,22 @@ def config_conflicts(saved: dict[str, Any], cfg: Config, dataset: SkeletonDatase
     was = saved.get("distill", {}).get("teachers") or []
     if moved_teachers and len(asked.distill.teachers) == len(was):
         asked.distill.teachers = list(was)
+    model = saved.get("model", {})
     if dataset is not None:
         resolve_graph(asked, dataset)
     elif asked.model.encoder == "gcn":  # without the data, bones left to the layout take the run's
-        model = saved.get("model", {})
         asked.model.graph = asked.model.graph or model.get("graph") or []
         asked.model.joints = asked.model.joints or model.get("joints") or 0
+    was_graph = model.get("graph") or []
+    if not asked.model.bone_input and _edges(asked.model.graph) == _edges(was_graph):
+        asked.model.graph = was_graph  # the same graph with its pairs written the other way round
     return config_diff(saved, asked.to_dict())
+
+
+def _edges(graph: Sequence[Sequence[int]]) -> set[frozenset[int]]:
+    """A bone list as undirected edges: what the graph convolution reads (``model.bone_input`` also
+    reads which end is the parent)."""
+    return {frozenset(int(j) for j in e) for e in graph}
 
 
 def check_resume(cfg: Config, out: str | Path, dataset: SkeletonDataset | None = None) -> None:

@@ -8,7 +8,7 @@ from skelcl.config import load_config
 from skelcl.encoder import build_encoder
 from skelcl.errors import SettingError
 from skelcl.graph import GraphEncoder, graph_partitions
-from skelcl.layouts import KINECT20
+from skelcl.layouts import KINECT20, LAYOUTS
 from skelcl.probe import encode
 from skelcl.train import load_checkpoint, pretrain
 
@@ -107,3 +107,25 @@ def test_bone_input_appends_joint_minus_parent_and_its_velocity():
     assert out.pooled.shape == (2, 4) and enc.data_norm.num_features == 12 * 3
     with pytest.raises(SettingError, match="bone_input"):
         build_encoder(9, load_config(None, ["model.bone_input=true"]).model)
+    # a joint listed as the child of two joints (pairs written parent-first) has no one bone vector
+    with pytest.raises(SettingError, match=r"joint 1 is listed as the child of both 2 and 0; give model.graph as \[child, parent\]"):
+        GraphEncoder(9, [(1, 2), (1, 0)], 3, channels=[4], strides=[1], kernel=3, bone_input=True)
+    GraphEncoder(9, [(1, 2), (1, 0)], 3, channels=[4], strides=[1], kernel=3)  # the convolution alone reads edges
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS.values()), ids=list(LAYOUTS))
+def test_every_layouts_bones_are_child_parent_pairs_of_one_tree(layout):
+    """model.bone_input takes each pair as (child, parent): every joint is a child at most once, and
+    following parents from any joint ends at the one root without a cycle."""
+    children = [c for c, _ in layout.bones]
+    assert len(children) == len(set(children)) == layout.num_joints - 1
+    parent = dict(layout.bones)
+    roots = set()
+    for j in range(layout.num_joints):
+        path = [j]
+        while path[-1] in parent:
+            path.append(parent[path[-1]])
+            assert len(path) <= layout.num_joints, f"cycle through {path}"
+        roots.add(path[-1])
+    assert len(roots) == 1
+    GraphEncoder(3 * layout.num_joints, layout.bones, layout.num_joints, channels=[4], strides=[1], bone_input=True)
