@@ -38,9 +38,11 @@ def main() -> None:
         raise SystemExit("give at least two runs")
     distinct_runs(args.runs, "the run list")
     torch.set_num_threads(args.threads)
+    over = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.probe)}
     feats: list[tuple[np.ndarray, np.ndarray]] = []
     y_tr = y_te = copies = None
     probe = None
+    num_classes = 0
     print("| run | features | its own probe | without the copies |\n|---|---|---|---|")
     for path in args.runs:
         learner, cfg = load_checkpoint(path)
@@ -52,9 +54,8 @@ def main() -> None:
         check_input_shape(learner, ds, str(path))
         f_tr, ytr, f_te, yte = split_features(learner, ds, cfg.data.protocol, cfg.probe, torch.device("cpu"))
         if y_tr is None:
-            over = dict(kv.split("=", 1) for kv in args.probe)
-            probe = replace(cfg.probe, seed=args.probe_seed, **{k: yaml.safe_load(v) for k, v in over.items()})
-            y_tr, y_te = ytr, yte
+            probe = replace(cfg.probe, seed=args.probe_seed, **over)
+            y_tr, y_te, num_classes = ytr, yte, ds.num_classes
             copies = test_copy_mask(ds, cfg.data.protocol, labelled_split(ds, cfg.data.protocol)[1])
         elif not (np.array_equal(ytr, y_tr) and np.array_equal(yte, y_te)):
             raise SystemExit(f"{path}: its train/test split differs from {args.runs[0]}'s; give runs of one data and split")
@@ -66,7 +67,7 @@ def main() -> None:
     assert probe is not None and y_tr is not None and y_te is not None and copies is not None
     x_tr = np.concatenate([a for a, _ in feats], 1)
     x_te = np.concatenate([b for _, b in feats], 1)
-    lin = linear_eval(x_tr, y_tr, x_te, y_te, probe, num_classes=int(max(y_tr.max(), y_te.max())) + 1)
+    lin = linear_eval(x_tr, y_tr, x_te, y_te, probe, num_classes=num_classes)
     add_without_copies(lin, y_te, copies)
     what = f" ({', '.join(args.probe)})" if args.probe else ""
     print(f"| **one probe on all {len(feats)} side by side{what}** | {x_tr.shape[1]} | **{lin['top1']:.1f}** | "
