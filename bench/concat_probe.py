@@ -8,6 +8,12 @@ together, which is what a distilled student (``skelcl distill``) is asked to car
 It prints top-1 on the test split, without the test copies of training sequences, and each run's
 own probe for reference.
 
+Two more rows compare it with the runs' own probes combined. Their logits averaged are also one
+linear classifier on the concatenation (each probe's weights act on its own block, standardised by
+its own statistics): a classifier that exists on these features although the side-by-side probe,
+trained on all of them at once, need not find it. Their softmaxes averaged are the ensemble of
+`skelcl evaluate --ensemble`, which no linear classifier is.
+
     python bench/concat_probe.py runs/base-s0/xview runs/gcnbox-s0/xview --root ../shared/data/nucla
 """
 
@@ -40,6 +46,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     over = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.probe)}
     feats: list[tuple[np.ndarray, np.ndarray]] = []
+    logits: list[np.ndarray] = []  # each run's own probe, (N_test, C)
     y_tr = y_te = copies = None
     probe = None
     num_classes = 0
@@ -64,6 +71,7 @@ def main() -> None:
         print(f"| {path} | {f_tr.shape[1]} | {own['top1']:.1f} | {own.get('top1_without_copies', float('nan')):.1f} |",
               flush=True)
         feats.append((f_tr, f_te))
+        logits.append(np.asarray(own["scores"], dtype=np.float64))
     assert probe is not None and y_tr is not None and y_te is not None and copies is not None
     x_tr = np.concatenate([a for a, _ in feats], 1)
     x_te = np.concatenate([b for _, b in feats], 1)
@@ -72,6 +80,16 @@ def main() -> None:
     what = f" ({', '.join(args.probe)})" if args.probe else ""
     print(f"| **one probe on all {len(feats)} side by side{what}** | {x_tr.shape[1]} | **{lin['top1']:.1f}** | "
           f"**{lin.get('top1_without_copies', float('nan')):.1f}** |")
+    stacked = np.stack(logits)  # (R, N_test, C)
+    soft = np.exp(stacked - stacked.max(2, keepdims=True))
+    soft /= soft.sum(2, keepdims=True)
+    for name, scores in ((f"their own {len(logits)} probes' logits averaged (also one linear classifier)",
+                          stacked.mean(0)),
+                         (f"their own {len(logits)} probes' softmaxes averaged (an ensemble)", soft.mean(0))):
+        comb: dict[str, object] = {"pred": scores.argmax(1)}
+        add_without_copies(comb, y_te, copies)
+        top1 = float((scores.argmax(1) == y_te).mean() * 100.0)
+        print(f"| {name} | {x_tr.shape[1]} | {top1:.1f} | {comb.get('top1_without_copies', float('nan')):.1f} |")
 
 
 if __name__ == "__main__":
