@@ -26,9 +26,9 @@ import numpy as np
 import torch
 import yaml
 
-from skelcl.experiment import add_without_copies, check_input_shape, labelled_split, split_features, test_copy_mask
+from skelcl.errors import ConfigError
+from skelcl.experiment import add_without_copies, member_features
 from skelcl.probe import linear_eval
-from skelcl.train import apply_threads, distinct_runs, load_checkpoint, load_data
 
 
 def main() -> None:
@@ -42,40 +42,31 @@ def main() -> None:
     args = ap.parse_args()
     if len(args.runs) < 2:
         raise SystemExit("give at least two runs")
-    distinct_runs(args.runs, "the run list")
     torch.set_num_threads(args.threads)
     over = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.probe)}
+    overrides = [f"train.threads={args.threads}", f"probe.seed={args.probe_seed}"] + \
+        ([f"data.root={args.root}"] if args.root else [])
     feats: list[tuple[np.ndarray, np.ndarray]] = []
     logits: list[np.ndarray] = []  # each run's own probe, (N_test, C)
-    y_tr = y_te = copies = None
-    probe = None
-    num_classes = 0
+    first = None
     print("| run | features | its own probe | without the copies |\n|---|---|---|---|")
-    for path in args.runs:
-        learner, cfg = load_checkpoint(path)
-        if args.root:
-            cfg.data.root = args.root
-        cfg.train.threads = args.threads
-        apply_threads(cfg)
-        ds = load_data(cfg)
-        check_input_shape(learner, ds, str(path))
-        f_tr, ytr, f_te, yte = split_features(learner, ds, cfg.data.protocol, cfg.probe, torch.device("cpu"))
-        if y_tr is None:
-            probe = replace(cfg.probe, seed=args.probe_seed, **over)
-            y_tr, y_te, num_classes = ytr, yte, ds.num_classes
-            copies = test_copy_mask(ds, cfg.data.protocol, labelled_split(ds, cfg.data.protocol)[1])
-        elif not (np.array_equal(ytr, y_tr) and np.array_equal(yte, y_te)):
-            raise SystemExit(f"{path}: its train/test split differs from {args.runs[0]}'s; give runs of one data and split")
-        own = linear_eval(f_tr, ytr, f_te, yte, replace(cfg.probe, seed=args.probe_seed), num_classes=ds.num_classes)
-        add_without_copies(own, yte, copies)
-        print(f"| {path} | {f_tr.shape[1]} | {own['top1']:.1f} | {own.get('top1_without_copies', float('nan')):.1f} |",
-              flush=True)
-        feats.append((f_tr, f_te))
+    for m in member_features(args.runs, overrides, what="the run list"):
+        if first is None:
+            first = m
+        elif not np.array_equal(m.y_tr, first.y_tr):
+            raise SystemExit(f"{m.path}: its train split differs from {first.path}'s; give runs of one data and split")
+        own = linear_eval(m.f_tr, m.y_tr, m.f_te, m.y_te, m.cfg.probe, num_classes=m.ds.num_classes, device=m.device)
+        add_without_copies(own, m.y_te, m.copies)
+        print(f"| {m.path} | {m.f_tr.shape[1]} | {own['top1']:.1f} | "
+              f"{own.get('top1_without_copies', float('nan')):.1f} |", flush=True)
+        feats.append((m.f_tr, m.f_te))
         logits.append(np.asarray(own["scores"], dtype=np.float64))
-    assert probe is not None and y_tr is not None and y_te is not None and copies is not None
+    assert first is not None
+    y_te, copies = first.y_te, first.copies
     x_tr = np.concatenate([a for a, _ in feats], 1)
     x_te = np.concatenate([b for _, b in feats], 1)
-    lin = linear_eval(x_tr, y_tr, x_te, y_te, probe, num_classes=num_classes)
+    lin = linear_eval(x_tr, first.y_tr, x_te, y_te, replace(first.cfg.probe, **over),
+                      num_classes=first.ds.num_classes, device=first.device)
     add_without_copies(lin, y_te, copies)
     what = f" ({', '.join(args.probe)})" if args.probe else ""
     print(f"| **one probe on all {len(feats)} side by side{what}** | {x_tr.shape[1]} | **{lin['top1']:.1f}** | "
@@ -93,4 +84,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ConfigError as e:  # a missing run, another split: one line, no traceback
+        raise SystemExit(f"error: {e}")

@@ -10,9 +10,9 @@ import json
 import platform
 import subprocess
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from .probe import (confusion, encode, knn_eval, linear_eval, logistic_baseline,
 from .report import bounded_slug, markdown_table, plot_confusion, plot_tsne
 from .store import SkeletonDataset
 from .train import (apply_threads, check_resume, distinct_runs, load_checkpoint, load_data, pretrain,
-                    resolve_device)
+                    read_checkpoint, resolve_device)
 
 PROTOCOLS = ("linear", "knn", "semi")
 COPIES_NOTE = ("test sequences whose input is an exact copy of a training sequence's (SkeletonDataset.test_copies); "
@@ -365,30 +365,37 @@ def evaluate_checkpoint(path: str | Path, protocols: Sequence[str] = ("linear",)
     return res
 
 
-def evaluate_ensemble(paths: Sequence[str | Path], out_dir: str | Path | None = None,
-                      overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Linear probes of several pretrained encoders on the same data split, their softmax averaged.
+@dataclass
+class Member:
+    """One run of a multi-run evaluation: its config (overrides applied), its dataset view, and its
+    frozen features of the labelled split, train (N_tr, E) and test (N_te, E), in the run's own
+    preprocessing and readout."""
 
-    Each run keeps its own preprocessing, encoder and probe settings (a position stream and a
-    velocity stream, say); ``overrides`` apply to every run (``probe.weight_decay=0.01``). All runs
-    must cover the same test sequences in the same order, which is checked on the labels. Members
-    with the same data settings share one read of the dataset.
-    Returns (and writes to ``out_dir/ensemble.json``; by default :func:`evaluation_dir` of the first
-    run, named after the other members) each member's top-1/top-5 and the ensemble's.
-    """
-    if len(paths) < 2:
-        raise ConfigError("an ensemble needs at least two runs")
-    distinct_runs(paths, "an ensemble")
-    members: list[dict[str, Any]] = []
-    probs: list[np.ndarray] = []
+    path: str
+    cfg: Config
+    ds: SkeletonDataset
+    device: torch.device
+    f_tr: np.ndarray
+    y_tr: np.ndarray
+    f_te: np.ndarray
+    y_te: np.ndarray
+    copies: np.ndarray
+
+
+def member_features(paths: Sequence[str | Path], overrides: Sequence[str] = (), what: str = "an ensemble"
+                    ) -> Iterator[Member]:
+    """Each run's frozen features of its labelled split, one run at a time (for ensembles and
+    side-by-side probes). Every run keeps its own preprocessing, encoder and readout; ``overrides``
+    apply to all of them. Runs with the same data settings share one read of the dataset. A run whose
+    test split is not the first run's (checked on the labels) is refused with a :class:`ConfigError`."""
+    distinct_runs(paths, what)
+    for path in paths:  # a missing or unreadable run fails before any other is encoded and probed
+        read_checkpoint(path, config_only=True)
     y_ref: np.ndarray | None = None
-    cfg0: Config | None = None
-    copies_any: np.ndarray | None = None
     datasets: dict[str, SkeletonDataset] = {}
     for path in paths:
         learner, cfg = load_checkpoint(path)
         cfg = config_from_dict(apply_overrides(cfg.to_dict(), overrides))
-        cfg0 = cfg0 or cfg
         key = json.dumps(_jsonable(cfg.to_dict()["data"]), sort_keys=True)
         if key not in datasets:
             datasets[key] = load_data(cfg)
@@ -402,28 +409,56 @@ def evaluate_ensemble(paths: Sequence[str | Path], out_dir: str | Path | None = 
         elif y_te.shape != y_ref.shape or not np.array_equal(y_te, y_ref):
             raise ConfigError(f"{path}: its test split ({ds.name} {cfg.data.protocol}, {len(y_te)} sequences) "
                               f"differs from the first run's; ensemble runs of the same data and split")
-        lin = linear_eval(f_tr, y_tr, f_te, y_te, cfg.probe, num_classes=ds.num_classes, device=device)
-        te = labelled_split(ds, cfg.data.protocol)[1]
-        copies = test_copy_mask(ds, cfg.data.protocol, te)
-        add_without_copies(lin, y_te, copies)
+        copies = test_copy_mask(ds, cfg.data.protocol, labelled_split(ds, cfg.data.protocol)[1])
+        yield Member(str(path), cfg, ds, device, f_tr, y_tr, f_te, y_te, copies)
+
+
+def evaluate_ensemble(paths: Sequence[str | Path], out_dir: str | Path | None = None,
+                      overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Linear probes of several pretrained encoders on the same data split, their softmax averaged.
+
+    Each run keeps its own preprocessing, encoder and probe settings (a position stream and a
+    velocity stream, say); ``overrides`` apply to every run (``probe.weight_decay=0.01``). All runs
+    must cover the same test sequences in the same order, which is checked on the labels. Members
+    with the same data settings share one read of the dataset.
+    Returns (and writes to ``out_dir/ensemble.json``; by default :func:`evaluation_dir` of the first
+    run, named after the other members) each member's top-1/top-5 and the ensemble's. Beside it,
+    ``logit_average``: the members' logits averaged instead of their softmaxes, which is still one
+    linear classifier, on the members' features side by side (:func:`skelcl.probe.combined_classifier`).
+    """
+    if len(paths) < 2:
+        raise ConfigError("an ensemble needs at least two runs")
+    members: list[dict[str, Any]] = []
+    logits: list[np.ndarray] = []
+    cfg0: Config | None = None
+    y_ref: np.ndarray | None = None
+    copies_any: np.ndarray | None = None
+    for m in member_features(paths, overrides):
+        cfg0 = cfg0 or m.cfg
+        y_ref = m.y_te
+        lin = linear_eval(m.f_tr, m.y_tr, m.f_te, m.y_te, m.cfg.probe, num_classes=m.ds.num_classes, device=m.device)
+        add_without_copies(lin, m.y_te, m.copies)
         # a test sequence any member has seen as a training input is left out of the ensemble's figure
-        copies_any = copies if copies_any is None else copies_any | copies
-        p = torch.softmax(torch.as_tensor(lin["scores"]), 1).numpy()
-        probs.append(p)
-        members.append({"run": str(path), "dataset": ds.name, "protocol": cfg.data.protocol,
-                        "representation": cfg.probe.representation, "top1": lin["top1"], "top5": lin["top5"],
+        copies_any = m.copies if copies_any is None else copies_any | m.copies
+        logits.append(np.asarray(lin["scores"]))
+        last = m
+        members.append({"run": m.path, "dataset": m.ds.name, "protocol": m.cfg.data.protocol,
+                        "representation": m.cfg.probe.representation, "top1": lin["top1"], "top5": lin["top5"],
                         **{k: lin[k] for k in ("top1_without_copies",) if k in lin}})
-    assert y_ref is not None and cfg0 is not None
-    mean = np.mean(probs, 0)
-    top1, top5 = topk_accuracy(mean, y_ref, (1, 5))
-    res: dict[str, Any] = {"dataset": members[0]["dataset"], "protocol": members[0]["protocol"],
-                           "members": members, "ensemble": {"top1": top1, "top5": top5,
-                                                            "rule": "mean of the members' softmax"}}
-    if copies_any is not None and copies_any.any():
-        ens = {"pred": mean.argmax(1)}
-        add_without_copies(ens, y_ref, copies_any)
-        res["ensemble"]["top1_without_copies"] = ens.get("top1_without_copies", float("nan"))
-        res["test_copies"] = copies_record(ds, te, copies_any)
+    assert y_ref is not None and cfg0 is not None and copies_any is not None
+    probs = np.mean([torch.softmax(torch.as_tensor(s), 1).numpy() for s in logits], 0)
+    res: dict[str, Any] = {"dataset": members[0]["dataset"], "protocol": members[0]["protocol"], "members": members}
+    for name, scores, rule in (("ensemble", probs, "mean of the members' softmax"),
+                               ("logit_average", np.mean(logits, 0), "mean of the members' logits: one linear "
+                                                                     "classifier on their features side by side")):
+        top1, top5 = topk_accuracy(scores, y_ref, (1, 5))
+        res[name] = {"top1": top1, "top5": top5, "rule": rule}
+        if copies_any.any():
+            comb = {"pred": scores.argmax(1)}
+            add_without_copies(comb, y_ref, copies_any)
+            res[name]["top1_without_copies"] = comb.get("top1_without_copies", float("nan"))
+    if copies_any.any():
+        res["test_copies"] = copies_record(last.ds, labelled_split(last.ds, last.cfg.data.protocol)[1], copies_any)
     res.update(provenance(cfg0))
     res.pop("config")
     res["overrides"] = list(overrides)

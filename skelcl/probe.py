@@ -420,6 +420,29 @@ def linear_eval(train_feats: ArrayLike, train_labels: ArrayLike, test_feats: Arr
     }
 
 
+def combined_classifier(classifiers: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The one linear classifier whose logits are the mean of several probes' logits, each probe
+    reading its own block of features (its ``classifier`` from :func:`linear_eval`, standardised or
+    not), on those blocks side by side.
+
+    Why: averaging R probes' logits, unlike averaging their softmaxes, keeps the protocol's form, a
+    linear classifier on one (concatenated) representation: logits = x_cat @ weight.T + bias.
+    Returns ``weight`` (C, sum D_r) and ``bias`` (C,), float64.
+    """
+    if not classifiers:
+        raise ValueError("combined_classifier needs at least one classifier")
+    r = len(classifiers)
+    blocks, bias = [], 0.0
+    for c in classifiers:
+        w, b = np.asarray(c["weight"], np.float64), np.asarray(c["bias"], np.float64)
+        if "std" in c:  # ((x - mean) / std) @ w.T + b
+            w = w / np.asarray(c["std"], np.float64)
+            b = b - w @ np.asarray(c["mean"], np.float64)
+        blocks.append(w / r)
+        bias = bias + b / r
+    return {"weight": np.concatenate(blocks, 1), "bias": np.asarray(bias)}
+
+
 # --------------------------------------------------------------------------------------------
 # kNN and raw-input baselines
 # --------------------------------------------------------------------------------------------
@@ -787,7 +810,8 @@ def supervised_baseline(cell: str, x: ArrayLike, lengths: ArrayLike, labels: Arr
 
 __all__ = [
     "REPRESENTATIONS", "KNN_WEIGHTINGS", "BEST_EPOCH_NOTE", "RELEASED_SEMI_EPOCHS", "ProbeError",
-    "default_device", "topk_accuracy", "confusion", "encode", "standardize", "linear_eval", "knn_eval",
+    "default_device", "topk_accuracy", "confusion", "encode", "standardize", "linear_eval", "combined_classifier",
+    "knn_eval",
     "logistic_baseline", "balanced_subset", "finetune", "semi_epochs", "semi_supervised_eval",
     "supervised_baseline",
 ]

@@ -169,7 +169,10 @@ def test_ensemble_of_two_streams_via_cli(trained, tmp_path, capsys):
     # the first member is the run's own probe: same checkpoint, same probe, same figure
     assert saved["members"][0]["top1"] == pytest.approx(res["linear"]["top1"])
     assert 0 <= saved["ensemble"]["top1"] <= saved["ensemble"]["top5"] <= 100
-    assert "ensemble (mean softmax)" in capsys.readouterr().out
+    assert 0 <= saved["logit_average"]["top1"] <= saved["logit_average"]["top5"] <= 100
+    assert "linear classifier" in saved["logit_average"]["rule"]
+    printed = capsys.readouterr().out
+    assert "ensemble (mean softmax)" in printed and "mean logits (one linear classifier" in printed
 
 
 def test_ensemble_rejects_a_different_split(trained, tmp_path, capsys):

@@ -11,7 +11,8 @@ import torch
 from skelcl.config import ContrastConfig, ModelConfig, ProbeConfig
 from skelcl.contrast import ContrastiveLearner
 from skelcl.encoder import SequenceEncoder
-from skelcl.probe import (BEST_EPOCH_NOTE, ProbeError, balanced_subset, confusion, encode, finetune, knn_eval,
+from skelcl.probe import (BEST_EPOCH_NOTE, ProbeError, balanced_subset, combined_classifier, confusion, encode,
+                          finetune, knn_eval,
                           linear_eval, logistic_baseline, semi_epochs, semi_supervised_eval, supervised_baseline,
                           topk_accuracy)
 
@@ -153,6 +154,25 @@ def test_linear_eval_restarts_average_independent_runs() -> None:
     np.testing.assert_array_equal(one["classifier"]["weight"], singles[0]["classifier"]["weight"])
     with pytest.raises(ProbeError, match="restarts"):
         linear_eval(xtr, ytr, xte, yte, replace(cfg, restarts=0), 3, device=CPU)
+
+
+@pytest.mark.parametrize("standardize", [True, False])
+def test_averaged_logits_of_block_probes_are_one_linear_classifier(standardize: bool) -> None:
+    """Probes on separate feature blocks, their logits averaged = one (weight, bias) on the blocks
+    side by side, with each block's standardisation folded in."""
+    cfg = ProbeConfig(epochs=5, milestones=[2], standardize=standardize, restarts=2)
+    x1, y = clusters(60, 3, 4, seed=0)
+    x2 = (x1[:, :3] * 5.0 + 2.0 + np.random.default_rng(1).normal(size=(60, 3))).astype(np.float32)
+    t1, yt = clusters(30, 3, 4, seed=2)
+    t2 = (t1[:, :3] * 5.0 + 2.0).astype(np.float32)
+    a = linear_eval(x1, y, t1, yt, cfg, num_classes=3, device=CPU)
+    b = linear_eval(x2, y, t2, yt, cfg, num_classes=3, device=CPU)
+    comb = combined_classifier([a["classifier"], b["classifier"]])
+    assert comb["weight"].shape == (3, 7) and comb["bias"].shape == (3,)
+    logits = np.concatenate([t1, t2], 1).astype(np.float64) @ comb["weight"].T + comb["bias"]
+    np.testing.assert_allclose(logits, (a["scores"] + b["scores"]) / 2, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError):
+        combined_classifier([])
 
 
 def test_linear_eval_rejects_bad_labels() -> None:

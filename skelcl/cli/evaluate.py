@@ -34,8 +34,10 @@ def _ensemble(args: argparse.Namespace) -> int:
     copies = res.get("test_copies")
     rows = [[m["run"], m["top1"], m["top5"]] + ([m.get("top1_without_copies", "—")] if copies else [])
             for m in res["members"]]
-    e = res["ensemble"]
-    rows.append(["ensemble (mean softmax)", e["top1"], e["top5"]] + ([e["top1_without_copies"]] if copies else []))
+    for key, name in (("ensemble", "ensemble (mean softmax)"),
+                      ("logit_average", "mean logits (one linear classifier on the runs' features side by side)")):
+        e = res[key]
+        rows.append([name, e["top1"], e["top5"]] + ([e["top1_without_copies"]] if copies else []))
     header = [f"{res['dataset']} {res['protocol']} linear probe", "top-1 %", "top-5 %"]
     print(markdown_table(header + ([f"top-1 % without the {copies['count']} copies"] if copies else []), rows))
     if copies:
