@@ -207,6 +207,15 @@ class DistillConfig:
         and 89.4 without it on the same two seeds (docs/RESULTS.md, "Twenty-fifth round").
     relation_tau: the temperature of both softmaxes (0.1: on N-UCLA's group-mean targets about 45% of
         a sequence's mass falls on its other camera's recording and 41% on the rest of its class).
+    soup: 0 or 1 = one student; K >= 2 = a weight soup of K students: one student is trained for the
+        first ``soup_branch`` epochs (the trunk, ``OUT/trunk``), then K students continue from that
+        checkpoint to the end, student j with ``train.seed`` + 100 j (its own data order and
+        augmentation draws; student 0 is the plain run of this seed), in ``OUT/student-J``; the
+        run's encoder (and distillation head) is the average of their weights, BatchNorm statistics
+        included: one network. Costs ``soup_branch`` + K (epochs - ``soup_branch``) epochs. Students
+        that share a trunk stay close enough to average; students from different initialisations
+        do not. A killed soup resumes member by member.
+    soup_branch: the trunk's epochs, in [1, optim.epochs).
     """
 
     teachers: list[str] = field(default_factory=list)
@@ -217,6 +226,8 @@ class DistillConfig:
     consistent: bool = False
     relation: float = 0.0
     relation_tau: float = 0.1
+    soup: int = 0
+    soup_branch: int = 20
 
 
 @dataclass

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import Config, save_config
+from .config import Config, config_from_dict, save_config
 from .errors import ConfigError
 from .probe import batch_features, encode, query_readout
 from .store import SkeletonDataset
@@ -53,8 +53,8 @@ from .train import (CHECKPOINT, ENCODER_FILE, BatchSource, DistInfo, PretrainRes
                     _atomic_save, _epoch_seed, _load_resume, _write_metrics, absolute_paths, apply_threads,
                     build_learner, build_optimizer, check_resumed_data, checkpoint_dict, checkpoint_path,
                     cross_view_probability, distinct_runs, export_encoder, diverged, group_ids, launched_world_size,
-                    load_checkpoint, load_data, partner_positions, partner_table, resolve_device, resolve_graph,
-                    resumed_config, train_indices)
+                    load_checkpoint, load_data, partner_positions, partner_table, read_checkpoint, resolve_device,
+                    resolve_graph, resumed_config, train_indices)
 
 STUDENT_READOUTS = ("cae", "cae_max", "last_q")
 
@@ -299,6 +299,9 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
     if world > 1:  # every process would write the same run folder
         raise ConfigError(f"distillation runs in one process (WORLD_SIZE={world}): launch `skelcl distill` without "
                           "torchrun; it computes the teachers' targets once and trains one student")
+    if int(cfg.distill.soup) > 1:  # (a soup's members resume on their own)
+        return soup(cfg, out_dir, progress=progress, dataset=dataset, stop_after=stop_after, data_root=data_root,
+                    device=device, teachers=teachers)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt: dict[str, Any] | None = None
@@ -528,3 +531,124 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
         export_encoder(learner, cfg, out / ENCODER_FILE)
     learner.eval()
     return PretrainResult(out, learner, cfg, metrics, ds)
+
+
+SOUP_SEED_STEP = 100  # student j of a soup trains with train.seed + SOUP_SEED_STEP * j
+
+
+def _average_states(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of several state dicts of one architecture (integer buffers such as
+    BatchNorm's batch counter are the first one's)."""
+    out: dict[str, torch.Tensor] = {}
+    for k, v in states[0].items():
+        out[k] = (torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype) if v.is_floating_point()
+                  else v.clone())
+    return out
+
+
+def _member(cfg: Config, out: Path, stop_after: int | None, progress: bool, dataset: SkeletonDataset,
+            data_root: str | None, device: str | None, teachers: Sequence[str | Path] | None) -> PretrainResult:
+    """Train (or continue, after checking that its saved config is ``cfg``) one member of a soup."""
+    from .train import check_resume
+
+    if progress:
+        print(f"soup: {out.name}", flush=True)
+    resume = (out / CHECKPOINT).exists()
+    if resume:
+        check_resume(cfg, out, dataset)
+    return distill(cfg, out, resume=resume, progress=progress, dataset=dataset, stop_after=stop_after,
+                   data_root=data_root or cfg.data.root, device=device or cfg.train.device,
+                   teachers=teachers or cfg.distill.teachers)
+
+
+def soup(cfg: Config, out_dir: str | Path, progress: bool = True, dataset: SkeletonDataset | None = None,
+         stop_after: int | None = None, data_root: str | None = None, device: str | None = None,
+         teachers: Sequence[str | Path] | None = None) -> PretrainResult:
+    """``distill.soup`` = K >= 2: K students that share their first ``distill.soup_branch`` epochs,
+    their weights averaged into the run's encoder (one network).
+
+    Why: on N-UCLA, students of different seeds make different errors on the unseen camera (five
+    students' softmax ensemble: 90.1 against 88.4 each) but cannot be averaged, having started
+    apart. Students branched from one trunk can: their weight average is one encoder.
+
+    Layout: ``OUT/trunk`` (a distillation stopped after ``soup_branch`` epochs), ``OUT/student-J``
+    (a copy of the trunk's checkpoint under ``train.seed`` + 100 J, trained on to ``optim.epochs``;
+    student 0 is exactly the plain run of the seed), and the run's own ``checkpoint.pt`` (student 0's,
+    with the averaged learner and head, ``distill.soup_members`` naming the students),
+    ``metrics.csv`` (student 0's), ``loss.png`` (every student's curve) and ``encoder.safetensors``.
+    Every member resumes on its own, so a killed soup goes on where it stopped. With ``stop_after``,
+    every member stops there and no average is made (the last member trained is returned).
+    """
+    k, branch = int(cfg.distill.soup), int(cfg.distill.soup_branch)
+    if not 1 <= branch < cfg.optim.epochs:
+        raise ConfigError(f"distill.soup_branch (the students' shared epochs) must be in [1, optim.epochs="
+                          f"{cfg.optim.epochs}), got {branch}")
+    from .train import check_resume
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = dataset if dataset is not None else load_data(cfg)
+    if (out / CHECKPOINT).exists():  # a finished soup: its average, unchanged
+        check_resume(cfg, out, ds)
+        state = read_checkpoint(out)
+        if "soup_members" in state.get("distill", {}):
+            final = config_from_dict(state["config"])
+            learner = build_learner(final, int(state["input_dim"]), int(state["num_samples"]),
+                                    persons=int(state["persons"]))
+            learner.load_state_dict(state["learner"])
+            return PretrainResult(out, learner.eval(), final, list(state["metrics"]), ds)
+    base = config_from_dict(cfg.to_dict())
+    resolve_graph(base, ds)
+    absolute_paths(base)
+    save_config(base, out / "config.yaml")  # what `skelcl distill --resume` reads if the soup is killed
+    base.distill.soup = 0
+    args = dict(progress=progress, dataset=ds, data_root=data_root, device=device, teachers=teachers)
+    trunk = out / "trunk"
+    res = _member(base, trunk, branch if stop_after is None else min(branch, stop_after), **args)
+    if stop_after is not None and stop_after <= branch:
+        return res
+    dirs: list[Path] = []
+    for j in range(k):
+        mcfg = config_from_dict(base.to_dict())
+        mcfg.train.seed = int(cfg.train.seed) + SOUP_SEED_STEP * j
+        d = out / f"student-{j}"
+        if not (d / CHECKPOINT).exists():  # the branch: the trunk's checkpoint under this student's seed
+            state = read_checkpoint(trunk)
+            if int(state["epoch"]) != branch:
+                raise ConfigError(f"{trunk} holds epoch {state['epoch']}, not the branch epoch {branch}: "
+                                  "give another --out for a new soup")
+            state["config"]["train"]["seed"] = mcfg.train.seed
+            d.mkdir(parents=True, exist_ok=True)
+            _atomic_save(state, d / CHECKPOINT)
+        res = _member(mcfg, d, stop_after, **args)
+        dirs.append(d)
+    if stop_after is not None and stop_after < cfg.optim.epochs:
+        return res
+    states = [read_checkpoint(d) for d in dirs]
+    state = states[0]
+    state["config"] = read_checkpoint(dirs[0], config_only=True)["config"]
+    state["config"]["train"]["seed"] = int(cfg.train.seed)
+    state["config"]["distill"]["soup"] = k
+    state["learner"] = _average_states([s["learner"] for s in states])
+    state["distill"]["head"] = _average_states([s["distill"]["head"] for s in states])
+    state["distill"]["soup_members"] = [str(d) for d in dirs]
+    final = config_from_dict(state["config"])
+    save_config(final, out / "config.yaml")
+    _atomic_save(state, out / CHECKPOINT)
+    metrics = list(state["metrics"])
+    _write_metrics(out / "metrics.csv", metrics)
+    learner = build_learner(final, int(state["input_dim"]), int(state["num_samples"]),
+                            persons=int(state["persons"]))
+    learner.load_state_dict(state["learner"])
+    export_encoder(learner, final, out / ENCODER_FILE)
+    from .report import plot_loss_curve
+
+    curves = {f"student {j} (seed {int(cfg.train.seed) + SOUP_SEED_STEP * j})":
+              ([r["epoch"] for r in s["metrics"]], [r["loss"] for r in s["metrics"]]) for j, s in enumerate(states)}
+    plot_loss_curve([r["epoch"] for r in metrics], [r["loss"] for r in metrics], out / "loss.png",
+                    title=f"{final.name}: a soup of {k} students (branched at epoch {branch})", curves=curves,
+                    ylabel="loss" if final.distill.contrast or final.distill.relation else "MSE to the teachers")
+    if progress:
+        print(f"soup: the run's encoder is the average of {k} students' weights ({out / CHECKPOINT})", flush=True)
+    learner.eval()
+    return PretrainResult(out, learner, final, metrics, ds)

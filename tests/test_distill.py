@@ -363,3 +363,37 @@ def test_moved_teachers_resume_and_other_teachers_are_refused_by_their_targets(t
     assert main(["distill", "--resume", "--out", str(tmp_path / "cut"), "--quiet", "--teachers", *map(str, moved)]) == 0
     assert load_config(tmp_path / "cut" / "config.yaml").distill.teachers == [str(m) for m in moved]
     assert len(torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["metrics"]) == 4
+
+
+def test_a_soup_averages_students_branched_from_one_trunk_and_resumes_member_by_member(teachers, tmp_path, capsys):
+    """distill.soup: student 0 is exactly the plain run of the seed, the others differ; the run's
+    encoder is their weight average; a soup killed mid-way goes on from its members under --resume."""
+    over = STUDENT + [f"distill.teachers=[{teachers[0]}, {teachers[1]}]"]
+    plain = distill(load_config("synthetic", over), tmp_path / "plain", progress=False)
+    cfg = load_config("synthetic", over + ["distill.soup=2", "distill.soup_branch=2"])
+    whole = distill(cfg, tmp_path / "soup", progress=False)
+    s0, _ = load_checkpoint(tmp_path / "soup" / "student-0")
+    s1, c1 = load_checkpoint(tmp_path / "soup" / "student-1")
+    assert c1.train.seed == 100 and whole.config.train.seed == 0 and whole.config.distill.soup == 2
+    trunk = torch.load(tmp_path / "soup" / "trunk" / "checkpoint.pt", weights_only=True)
+    assert trunk["epoch"] == 2 and [r["loss"] for r in trunk["metrics"]] == [r["loss"] for r in plain.metrics[:2]]
+    a, b = s0.encoder_q.state_dict(), s1.encoder_q.state_dict()
+    for n, v in plain.learner.encoder_q.state_dict().items():
+        assert torch.allclose(a[n], v, atol=1e-6)  # student 0 = the plain run
+    assert any(not torch.allclose(a[n], b[n]) for n in a if a[n].is_floating_point())
+    soup_q = load_checkpoint(tmp_path / "soup")[0].encoder_q.state_dict()
+    for n, v in soup_q.items():
+        if v.is_floating_point():
+            assert torch.allclose(v, (a[n] + b[n]) / 2, atol=1e-6)
+    assert (tmp_path / "soup" / "encoder.safetensors").exists() and (tmp_path / "soup" / "loss.png").exists()
+
+    cut = tmp_path / "cut"
+    distill(cfg, cut, progress=False, stop_after=3)  # killed in the students' epoch 3
+    assert not (cut / "checkpoint.pt").exists() and (cut / "student-1" / "checkpoint.pt").exists()
+    assert main(["distill", "--resume", "--out", str(cut), "--quiet"]) == 0
+    for n, v in load_checkpoint(cut)[0].encoder_q.state_dict().items():
+        assert torch.allclose(v, soup_q[n], atol=1e-6)
+    assert json.loads((cut / "results.json").read_text())["config"]["distill"]["soup"] == 2
+    with pytest.raises(ConfigError, match="soup_branch"):
+        distill(load_config("synthetic", over + ["distill.soup=2", "distill.soup_branch=4"]), tmp_path / "bad",
+                progress=False)
