@@ -214,7 +214,9 @@ class DistillConfig:
         run's encoder (and distillation head) is the average of their weights, BatchNorm statistics
         included: one network. Costs ``soup_branch`` + K (epochs - ``soup_branch``) epochs. Students
         that share a trunk stay close enough to average; students from different initialisations
-        do not. A killed soup resumes member by member.
+        do not. A killed soup resumes member by member. On N-UCLA (the five-block student, four
+        teachers, K 2, branch 20): 90.3, 89.2, 89.4 on seeds 0-2 against 89.0, 89.4, 87.3 for the
+        plain student; four students on seed 0: 91.2 (docs/RESULTS.md, "Twenty-seventh round").
     soup_branch: the trunk's epochs, in [1, optim.epochs).
     """
 
