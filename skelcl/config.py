@@ -215,8 +215,9 @@ class DistillConfig:
         included: one network. Costs ``soup_branch`` + K (epochs - ``soup_branch``) epochs. Students
         that share a trunk stay close enough to average; students from different initialisations
         do not. A killed soup resumes member by member. On N-UCLA (the five-block student, four
-        teachers, K 2, branch 20): 90.3, 89.2, 89.4 on seeds 0-2 against 89.0, 89.4, 87.3 for the
-        plain student; four students on seed 0: 91.2 (docs/RESULTS.md, "Twenty-seventh round").
+        teachers, K 2, branch 20): 90.3, 89.2, 89.4, 87.3 on seeds 0-3 against 89.0, 89.4, 87.3,
+        87.9 for the plain student, no reliable gain; four students on seed 0: 91.2 (docs/RESULTS.md,
+        "Twenty-seventh round").
     soup_branch: the trunk's epochs, in [1, optim.epochs).
     """
 
