@@ -625,8 +625,7 @@ def soup(cfg: Config, out_dir: str | Path, progress: bool = True, dataset: Skele
     if stop_after is not None and stop_after < cfg.optim.epochs:
         return res
     states = [read_checkpoint(d) for d in dirs]
-    state = states[0]
-    state["config"] = read_checkpoint(dirs[0], config_only=True)["config"]
+    state = states[0]  # student 0's, config included
     state["config"]["train"]["seed"] = int(cfg.train.seed)
     state["config"]["distill"]["soup"] = k
     state["learner"] = _average_states([s["learner"] for s in states])
