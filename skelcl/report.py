@@ -21,16 +21,20 @@ def _plt():
 
 def plot_loss_curve(epochs: Sequence[float], losses: Sequence[float], path: str | Path, title: str = "loss",
                     curves: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
-                    ylabel: str = "InfoNCE loss") -> Path:
-    """A loss-vs-epoch line plot (several named curves overlaid when ``curves`` is given)."""
+                    ylabel: str = "InfoNCE loss", marks: dict[str, float] | None = None) -> Path:
+    """A loss-vs-epoch line plot (several named curves overlaid when ``curves`` is given).
+    ``marks`` {label: epoch}: dashed vertical lines, e.g. where a soup's students branch."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     if curves:
         for name, (e, l) in curves.items():
             ax.plot(e, l, marker=".", label=name)
-        ax.legend(fontsize=8)
     else:
         ax.plot(epochs, losses, marker=".", color="tab:blue")
+    for i, (name, x) in enumerate((marks or {}).items()):
+        ax.axvline(x, color="0.3", linestyle=("--", ":", "-.")[i % 3], linewidth=1, label=name)
+    if curves or marks:
+        ax.legend(fontsize=8)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.set_title(title)

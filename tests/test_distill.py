@@ -365,13 +365,20 @@ def test_moved_teachers_resume_and_other_teachers_are_refused_by_their_targets(t
     assert len(torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["metrics"]) == 4
 
 
-def test_a_soup_averages_students_branched_from_one_trunk_and_resumes_member_by_member(teachers, tmp_path, capsys):
+def test_a_soup_averages_students_branched_from_one_trunk_and_resumes_member_by_member(teachers, tmp_path, capsys,
+                                                                                       monkeypatch):
     """distill.soup: student 0 is exactly the plain run of the seed, the others differ; the run's
     encoder is their weight average; a soup killed mid-way goes on from its members under --resume."""
+    import skelcl.report
+
     over = STUDENT + [f"distill.teachers=[{teachers[0]}, {teachers[1]}]"]
     plain = distill(load_config("synthetic", over), tmp_path / "plain", progress=False)
     cfg = load_config("synthetic", over + ["distill.soup=2", "distill.soup_branch=2"])
+    plots: list[dict] = []
+    real_plot = skelcl.report.plot_loss_curve
+    monkeypatch.setattr(skelcl.report, "plot_loss_curve", lambda *a, **kw: plots.append(kw) or real_plot(*a, **kw))
     whole = distill(cfg, tmp_path / "soup", progress=False)
+    assert plots[-1]["marks"] == {"branch (epoch 2)": 2} and len(plots[-1]["curves"]) == 2  # the soup's loss.png
     s0, _ = load_checkpoint(tmp_path / "soup" / "student-0")
     s1, c1 = load_checkpoint(tmp_path / "soup" / "student-1")
     assert c1.train.seed == 100 and whole.config.train.seed == 0 and whole.config.distill.soup == 2
