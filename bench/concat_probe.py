@@ -27,7 +27,7 @@ import torch
 import yaml
 
 from skelcl.errors import ConfigError
-from skelcl.experiment import add_without_copies, member_features
+from skelcl.experiment import add_without_copies, combine_scores, member_features
 from skelcl.probe import linear_eval
 
 
@@ -60,7 +60,7 @@ def main() -> None:
         print(f"| {m.path} | {m.f_tr.shape[1]} | {own['top1']:.1f} | "
               f"{own.get('top1_without_copies', float('nan')):.1f} |", flush=True)
         feats.append((m.f_tr, m.f_te))
-        logits.append(np.asarray(own["scores"], dtype=np.float64))
+        logits.append(np.asarray(own["scores"]))
     assert first is not None
     y_te, copies = first.y_te, first.copies
     x_tr = np.concatenate([a for a, _ in feats], 1)
@@ -71,17 +71,12 @@ def main() -> None:
     what = f" ({', '.join(args.probe)})" if args.probe else ""
     print(f"| **one probe on all {len(feats)} side by side{what}** | {x_tr.shape[1]} | **{lin['top1']:.1f}** | "
           f"**{lin.get('top1_without_copies', float('nan')):.1f}** |")
-    stacked = np.stack(logits)  # (R, N_test, C)
-    soft = np.exp(stacked - stacked.max(2, keepdims=True))
-    soft /= soft.sum(2, keepdims=True)
-    for name, scores in ((f"their own {len(logits)} probes' logits averaged (also one linear classifier)",
-                          stacked.mean(0)),
-                         (f"their own {len(logits)} probes' softmaxes averaged (an ensemble)", soft.mean(0))):
-        comb: dict[str, object] = {"pred": scores.argmax(1)}
-        add_without_copies(comb, y_te, copies)
-        top1 = float((scores.argmax(1) == y_te).mean() * 100.0)
-        print(f"| {name} | {x_tr.shape[1]} | {top1:.1f} | {comb.get('top1_without_copies', float('nan')):.1f} |")
-
+    comb = combine_scores(logits, y_te, copies)
+    r = len(logits)
+    for name, key in ((f"their own {r} probes' logits averaged (also one linear classifier)", "logit_average"),
+                      (f"their own {r} probes' softmaxes averaged (an ensemble)", "ensemble")):
+        print(f"| {name} | {x_tr.shape[1]} | {comb[key]['top1']:.1f} | "
+              f"{comb[key].get('top1_without_copies', float('nan')):.1f} |")
 
 if __name__ == "__main__":
     try:

@@ -27,7 +27,7 @@ import torch
 
 from skelcl.augment import build_augment
 from skelcl.probe import encode, knn_eval, linear_eval, logistic_baseline
-from skelcl.train import apply_threads, load_checkpoint, load_data, read_checkpoint
+from skelcl.train import apply_threads, learner_from_state, load_data, read_checkpoint
 
 
 def main() -> None:
@@ -38,7 +38,8 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=0, metavar="K",
                     help="also probe with K augmented copies of each sequence (the run's augmentation)")
     args = ap.parse_args()
-    learner, cfg = load_checkpoint(f"{args.run}/checkpoint.pt")
+    state = read_checkpoint(args.run)
+    learner, cfg = learner_from_state(state)
     rep = args.representation or cfg.probe.representation
     apply_threads(cfg)
     ds = load_data(cfg)
@@ -86,7 +87,7 @@ def main() -> None:
         rows.update({f"run's probe, trained with {k} augmented copies": linear(copies=k),
                      "the same, tested on the mean over the copies": linear(te_feats=mean, copies=k),
                      f"run's probe on the mean over {k} copies, both sides": linear(mean, mean)})
-    head = read_checkpoint(args.run).get("distill", {}).get("head")
+    head = state.get("distill", {}).get("head")
     if head is not None and rep == cfg.probe.representation and not args.both_directions:  # predicts the teachers
         pred = feats @ head["weight"].numpy().T + head["bias"].numpy()
         rows[f"run's probe on the distillation head's output ({pred.shape[1]} dims)"] = linear(pred, pred)

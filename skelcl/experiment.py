@@ -413,6 +413,28 @@ def member_features(paths: Sequence[str | Path], overrides: Sequence[str] = (), 
         yield Member(str(path), cfg, ds, device, f_tr, y_tr, f_te, y_te, copies)
 
 
+def combine_scores(logits: Sequence[np.ndarray], y: np.ndarray, copies: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Several linear probes' test scores (R x (N, C) logits, one per run) combined two ways.
+
+    ``ensemble``: their softmaxes averaged (R networks at test time). ``logit_average``: their logits
+    averaged, which is still one linear classifier, on the runs' features side by side
+    (:func:`skelcl.probe.combined_classifier`). Each gets top-1/top-5 on labels ``y`` (N,) and, when
+    ``copies`` (N,) bool marks any test sequence that copies a training one, top-1 without those.
+    """
+    probs = np.mean([torch.softmax(torch.as_tensor(s), 1).numpy() for s in logits], 0)
+    res: dict[str, dict[str, Any]] = {}
+    for name, scores, rule in (("ensemble", probs, "mean of the members' softmax"),
+                               ("logit_average", np.mean(logits, 0), "mean of the members' logits: one linear "
+                                                                     "classifier on their features side by side")):
+        top1, top5 = topk_accuracy(scores, y, (1, 5))
+        res[name] = {"top1": top1, "top5": top5, "rule": rule}
+        if copies.any():
+            comb = {"pred": scores.argmax(1)}
+            add_without_copies(comb, y, copies)
+            res[name]["top1_without_copies"] = comb.get("top1_without_copies", float("nan"))
+    return res
+
+
 def evaluate_ensemble(paths: Sequence[str | Path], out_dir: str | Path | None = None,
                       overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Linear probes of several pretrained encoders on the same data split, their softmax averaged.
@@ -446,17 +468,8 @@ def evaluate_ensemble(paths: Sequence[str | Path], out_dir: str | Path | None = 
                         "representation": m.cfg.probe.representation, "top1": lin["top1"], "top5": lin["top5"],
                         **{k: lin[k] for k in ("top1_without_copies",) if k in lin}})
     assert y_ref is not None and cfg0 is not None and copies_any is not None
-    probs = np.mean([torch.softmax(torch.as_tensor(s), 1).numpy() for s in logits], 0)
     res: dict[str, Any] = {"dataset": members[0]["dataset"], "protocol": members[0]["protocol"], "members": members}
-    for name, scores, rule in (("ensemble", probs, "mean of the members' softmax"),
-                               ("logit_average", np.mean(logits, 0), "mean of the members' logits: one linear "
-                                                                     "classifier on their features side by side")):
-        top1, top5 = topk_accuracy(scores, y_ref, (1, 5))
-        res[name] = {"top1": top1, "top5": top5, "rule": rule}
-        if copies_any.any():
-            comb = {"pred": scores.argmax(1)}
-            add_without_copies(comb, y_ref, copies_any)
-            res[name]["top1_without_copies"] = comb.get("top1_without_copies", float("nan"))
+    res.update(combine_scores(logits, y_ref, copies_any))
     if copies_any.any():
         res["test_copies"] = copies_record(last.ds, labelled_split(last.ds, last.cfg.data.protocol)[1], copies_any)
     res.update(provenance(cfg0))

@@ -181,7 +181,12 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[ContrastiveLearner, Config]:
     """Rebuild the learner and config from a checkpoint file or a run folder."""
-    ckpt = read_checkpoint(path, map_location)
+    return learner_from_state(read_checkpoint(path, map_location))
+
+
+def learner_from_state(ckpt: dict[str, Any]) -> tuple[ContrastiveLearner, Config]:
+    """The learner (in eval mode) and config of a checkpoint dict already read (:func:`read_checkpoint`),
+    for callers that also need its other entries (a distilled run's head)."""
     cfg = config_from_dict(ckpt["config"])
     learner = ContrastiveLearner(int(ckpt["input_dim"]), cfg.model, cfg.contrast,
                                  num_samples=int(ckpt["num_samples"]), seed=cfg.train.seed,

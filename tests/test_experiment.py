@@ -175,6 +175,21 @@ def test_ensemble_of_two_streams_via_cli(trained, tmp_path, capsys):
     assert "ensemble (mean softmax)" in printed and "mean logits (one linear classifier" in printed
 
 
+def test_combined_scores_by_hand():
+    """Softmaxes averaged saturate where logits averaged do not: run A is sure of class 0 on sequence 0,
+    runs B and C lean to class 1. Hand values: softmax mean (0.413, 0.587) -> 1; logit mean (3.33, 1.33) -> 0."""
+    from skelcl.experiment import combine_scores
+
+    a = np.array([[10.0, 0.0], [0.0, 1.0], [3.0, 0.0]], dtype=np.float32)
+    b = np.array([[0.0, 2.0], [0.0, 1.0], [3.0, 0.0]], dtype=np.float32)
+    y, copies = np.array([1, 1, 0]), np.array([False, True, False])
+    res = combine_scores([a, b, b], y, copies)
+    assert res["ensemble"]["top1"] == pytest.approx(100.0) and res["ensemble"]["top1_without_copies"] == 100.0
+    assert res["logit_average"]["top1"] == pytest.approx(200 / 3) and res["logit_average"]["top1_without_copies"] == 50.0
+    assert res["ensemble"]["top5"] == 100.0  # k clipped to the two classes
+    assert "top1_without_copies" not in combine_scores([a, b], y, np.zeros(3, bool))["ensemble"]
+
+
 def test_ensemble_rejects_a_different_split(trained, tmp_path, capsys):
     out, _ = trained
     xview = _short_run(tmp_path / "xview", "data.protocol=xview", "optim.epochs=2")
