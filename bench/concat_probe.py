@@ -78,6 +78,7 @@ def main() -> None:
         print(f"| {name} | {x_tr.shape[1]} | {comb[key]['top1']:.1f} | "
               f"{comb[key].get('top1_without_copies', float('nan')):.1f} |")
 
+
 if __name__ == "__main__":
     try:
         main()

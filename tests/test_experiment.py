@@ -185,7 +185,8 @@ def test_combined_scores_by_hand():
     y, copies = np.array([1, 1, 0]), np.array([False, True, False])
     res = combine_scores([a, b, b], y, copies)
     assert res["ensemble"]["top1"] == pytest.approx(100.0) and res["ensemble"]["top1_without_copies"] == 100.0
-    assert res["logit_average"]["top1"] == pytest.approx(200 / 3) and res["logit_average"]["top1_without_copies"] == 50.0
+    assert res["logit_average"]["top1"] == pytest.approx(200 / 3)
+    assert res["logit_average"]["top1_without_copies"] == 50.0
     assert res["ensemble"]["top5"] == 100.0  # k clipped to the two classes
     assert "top1_without_copies" not in combine_scores([a, b], y, np.zeros(3, bool))["ensemble"]
 
