@@ -53,8 +53,8 @@ from .train import (CHECKPOINT, ENCODER_FILE, BatchSource, DistInfo, PretrainRes
                     _atomic_save, _epoch_seed, _load_resume, _write_metrics, absolute_paths, apply_threads,
                     build_learner, build_optimizer, check_resumed_data, checkpoint_dict, checkpoint_path,
                     cross_view_probability, distinct_runs, export_encoder, diverged, group_ids, launched_world_size,
-                    load_checkpoint, load_data, partner_positions, partner_table, read_checkpoint, resolve_device,
-                    resolve_graph, resumed_config, train_indices)
+                    learner_from_state, load_checkpoint, load_data, partner_positions, partner_table, read_checkpoint,
+                    resolve_device, resolve_graph, resumed_config, train_indices)
 
 STUDENT_READOUTS = ("cae", "cae_max", "last_q")
 
@@ -592,11 +592,8 @@ def soup(cfg: Config, out_dir: str | Path, progress: bool = True, dataset: Skele
         check_resume(cfg, out, ds)
         state = read_checkpoint(out)
         if "soup_members" in state.get("distill", {}):
-            final = config_from_dict(state["config"])
-            learner = build_learner(final, int(state["input_dim"]), int(state["num_samples"]),
-                                    persons=int(state["persons"]))
-            learner.load_state_dict(state["learner"])
-            return PretrainResult(out, learner.eval(), final, list(state["metrics"]), ds)
+            learner, final = learner_from_state(state)
+            return PretrainResult(out, learner, final, list(state["metrics"]), ds)
     base = config_from_dict(cfg.to_dict())
     resolve_graph(base, ds)
     absolute_paths(base)
@@ -631,14 +628,11 @@ def soup(cfg: Config, out_dir: str | Path, progress: bool = True, dataset: Skele
     state["learner"] = _average_states([s["learner"] for s in states])
     state["distill"]["head"] = _average_states([s["distill"]["head"] for s in states])
     state["distill"]["soup_members"] = [str(d) for d in dirs]
-    final = config_from_dict(state["config"])
+    learner, final = learner_from_state(state)  # the averaged encoder, in eval mode
     save_config(final, out / "config.yaml")
     _atomic_save(state, out / CHECKPOINT)
     metrics = list(state["metrics"])
     _write_metrics(out / "metrics.csv", metrics)
-    learner = build_learner(final, int(state["input_dim"]), int(state["num_samples"]),
-                            persons=int(state["persons"]))
-    learner.load_state_dict(state["learner"])
     export_encoder(learner, final, out / ENCODER_FILE)
     from .report import plot_loss_curve
 
@@ -650,5 +644,4 @@ def soup(cfg: Config, out_dir: str | Path, progress: bool = True, dataset: Skele
                     marks={f"branch (epoch {branch})": branch})
     if progress:
         print(f"soup: the run's encoder is the average of {k} students' weights ({out / CHECKPOINT})", flush=True)
-    learner.eval()
     return PretrainResult(out, learner, final, metrics, ds)
