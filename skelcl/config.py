@@ -220,6 +220,12 @@ class DistillConfig:
         always beats the mean of its students, not always the plain student (docs/RESULTS.md,
         "Twenty-seventh" and "Twenty-eighth round").
     soup_branch: the trunk's epochs, in [1, optim.epochs).
+    soup_workers: how many of a soup's students train at once, each in its own process (1: one
+        after another). Each uses ``train.threads`` threads, or an even share of the cores when that
+        is 0. The students and their average are the same either way.
+    whiten: 0 = the targets as computed; alpha in (0, 1] = flatten their spectrum after the group
+        mean: each principal direction's singular value s becomes s^(1 - alpha), total variance kept
+        (1 = whitened), so the regression weighs the weak directions more. Not with ``consistent``.
     """
 
     teachers: list[str] = field(default_factory=list)
@@ -232,6 +238,8 @@ class DistillConfig:
     relation_tau: float = 0.1
     soup: int = 0
     soup_branch: int = 20
+    soup_workers: int = 1
+    whiten: float = 0.0
 
 
 @dataclass
@@ -473,7 +481,7 @@ def replace_in(cfg: Config, **sections: dict[str, Any]) -> Config:
 
 # Keys that may differ between a run and the call that finds or resumes it: they move a run (another machine,
 # folder or device), they do not change its results.
-NEUTRAL_KEYS = ("name", "train.threads", "train.device", "train.tensorboard", "data.root")
+NEUTRAL_KEYS = ("name", "train.threads", "train.device", "train.tensorboard", "data.root", "distill.soup_workers")
 _MISSING = object()
 
 

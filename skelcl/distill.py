@@ -23,7 +23,8 @@ Targets (:func:`teacher_targets`): each teacher's frozen features of the raw seq
 data config and probe readout, as its linear probe reads it), standardised per dimension, scaled so
 that every teacher carries the same total variance and the mean dimension unit variance, then
 concatenated. With ``distill.group_mean`` each target is averaged over the recordings of the same
-performance by the other cameras (``meta["instance"]``), a view-invariant target.
+performance by the other cameras (``meta["instance"]``), a view-invariant target. With
+``distill.whiten`` their spectrum is then flattened (:func:`flatten_spectrum`).
 
 The run folder is a pretraining run's (``checkpoint.pt`` in the format of
 :func:`skelcl.train.load_checkpoint`, so ``skelcl evaluate`` reads it; the key encoder holds a copy
@@ -46,7 +47,7 @@ import torch
 from torch import nn
 
 from .config import Config, config_from_dict, save_config
-from .errors import ConfigError
+from .errors import ConfigError, SkelclError
 from .probe import batch_features, encode, query_readout
 from .store import SkeletonDataset
 from .train import (CHECKPOINT, ENCODER_FILE, BatchSource, DistInfo, PretrainResult,
@@ -187,6 +188,31 @@ def group_average(targets: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     sums = torch.zeros(g, targets.shape[1], dtype=targets.dtype).index_add_(0, groups, targets)
     counts = torch.zeros(g, dtype=targets.dtype).index_add_(0, groups, torch.ones_like(groups, dtype=targets.dtype))
     return sums[groups] / counts[groups, None]
+
+
+def flatten_spectrum(targets: torch.Tensor, alpha: float) -> torch.Tensor:
+    """(n, D) -> (n, D): the targets' principal directions rescaled so that singular value s becomes
+    s^(1 - alpha), then everything scaled back to the same total variance.
+
+    Why: the student fits the targets' leading directions (about 82% of their variance on N-UCLA)
+    and little of the rest, where part of the teachers' accuracy may lie. alpha 0 leaves the targets
+    as they are, 1 whitens them (every direction of non-zero variance equal), 0.5 takes the square
+    root of the spectrum. It is a fixed linear map of the targets (centred first; the mean is added
+    back), so a batch's mixture of targets is still the map of the mixture. Directions below 1e-6 of
+    the largest are left out (they carry no variance).
+    """
+    if alpha == 0.0:
+        return targets
+    t = targets.double()
+    mean = t.mean(0, keepdim=True)
+    _, s, vh = torch.linalg.svd(t - mean, full_matrices=False)
+    keep = s > 1e-6 * s[0]
+    s, vh = s[keep], vh[keep]
+    proj = (t - mean) @ vh.T  # (n, r) coordinates on the principal directions
+    new = s ** (1.0 - alpha)
+    scale = torch.sqrt((s ** 2).sum() / (new ** 2).sum())
+    out = mean + (proj * (new / s * scale)) @ vh
+    return out.to(targets.dtype)
 
 
 def mix_batch(x: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, lam: torch.Tensor
@@ -336,6 +362,13 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
     if relation and (mixup or consistent):
         raise ConfigError(f"distill.relation compares each sequence's fixed target with the others': not with "
                           f"distill.{'mixup' if mixup else 'consistent'}, whose targets move; set one of them")
+    whiten = float(cfg.distill.whiten)
+    if not 0.0 <= whiten <= 1.0:
+        raise ConfigError(f"distill.whiten is an exponent in [0, 1] (0 = the targets as they are, 1 = whitened), "
+                          f"got {whiten}")
+    if whiten and consistent:
+        raise ConfigError("distill.whiten maps the fixed targets; distill.consistent moves them every step by the "
+                          "teachers' own features: set one of them")
     if weight and ema:
         raise ConfigError("distill.contrast and distill.ema both need the key encoder's slot: set one of them")
     if (weight or ema) and cfg.contrast.paradigm != "queue":  # before the teachers' features are computed
@@ -372,7 +405,7 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
     raw = targets.to(device) if consistent else None  # each teacher's features of the raw sequence
     if cfg.distill.group_mean:
         targets = group_average(targets, group_ids(ds, rows))
-    targets = targets.to(device)
+    targets = flatten_spectrum(targets, whiten).to(device)
     sketch = target_sketch(targets)
     was = None if ckpt is None else ckpt["distill"].get("sketch")
     if was is not None and not torch.allclose(sketch, was, rtol=1e-3, atol=1e-2):
@@ -561,6 +594,78 @@ def _member(cfg: Config, out: Path, stop_after: int | None, progress: bool, data
                    teachers=teachers or cfg.distill.teachers)
 
 
+def _member_job(cfg: dict[str, Any], out: str, stop_after: int | None, dataset: SkeletonDataset,
+                data_root: str | None, device: str | None, teachers: Sequence[str] | None, threads: int
+                ) -> str | None:
+    """One soup member in a worker process (:func:`_side_by_side`): None when it finished, else the
+    error's text (the parent raises it; not every error class survives pickling)."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        _member(config_from_dict(cfg), Path(out), stop_after, False, dataset, data_root, device, teachers)
+    except SkelclError as exc:
+        return str(exc)
+    except KeyboardInterrupt:
+        return "interrupted"
+    return None
+
+
+def _side_by_side(members: Sequence[tuple[Config, Path]], workers: int, stop_after: int | None, branch: int,
+                  progress: bool, dataset: SkeletonDataset, data_root: str | None, device: str | None,
+                  teachers: Sequence[str | Path] | None) -> None:
+    """Train the soup's members in ``workers`` processes at once (each resumes on its own, as in
+    the sequential loop). Each process uses ``train.threads`` threads, or, when that is 0, an even
+    share of the CPU's cores. The progress bar counts the members' epochs from their metrics.csv."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+    import os
+
+    cfg0 = members[0][0]
+    end = cfg0.optim.epochs if stop_after is None else min(stop_after, cfg0.optim.epochs)
+    threads = int(cfg0.train.threads) or max(1, (os.cpu_count() or 1) // workers)
+    names = [str(t) for t in teachers] if teachers else None
+    total = len(members) * (end - branch)
+
+    def done() -> int:  # the members' trained epochs after the branch
+        n = 0
+        for _, d in members:
+            f = d / "metrics.csv"
+            if f.exists():
+                n += max(0, min(end, len(f.read_text().splitlines()) - 1) - branch)
+        return n
+
+    if progress:
+        print(f"soup: {len(members)} students, {workers} side by side ({threads} thread(s) each)", flush=True)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=done(), desc="soup students' epochs", dynamic_ncols=True)
+    errors: list[str] = []
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(_member_job, m.to_dict(), str(d), stop_after, dataset, data_root, device, names,
+                               threads): d for m, d in members}
+        try:
+            pending = set(futures)
+            while pending:
+                finished, pending = cf.wait(pending, timeout=2.0)
+                for f in finished:
+                    msg = f.result()
+                    if msg is not None:
+                        errors.append(f"{futures[f].name}: {msg}")
+                if bar is not None:
+                    bar.n = done()
+                    bar.refresh()
+        except KeyboardInterrupt:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+    if errors:
+        raise SkelclError("soup: " + "; ".join(errors))
+
+
 def soup(cfg: Config, out_dir: str | Path, progress: bool = True, dataset: SkeletonDataset | None = None,
          stop_after: int | None = None, data_root: str | None = None, device: str | None = None,
          teachers: Sequence[str | Path] | None = None) -> PretrainResult:
@@ -583,6 +688,9 @@ def soup(cfg: Config, out_dir: str | Path, progress: bool = True, dataset: Skele
     if not 1 <= branch < cfg.optim.epochs:
         raise ConfigError(f"distill.soup_branch (the students' shared epochs) must be in [1, optim.epochs="
                           f"{cfg.optim.epochs}), got {branch}")
+    workers = int(cfg.distill.soup_workers)
+    if workers < 1:
+        raise ConfigError(f"distill.soup_workers (students trained side by side) must be at least 1, got {workers}")
     from .train import check_resume
 
     out = Path(out_dir)
@@ -604,7 +712,7 @@ def soup(cfg: Config, out_dir: str | Path, progress: bool = True, dataset: Skele
     res = _member(base, trunk, branch if stop_after is None else min(branch, stop_after), **args)
     if stop_after is not None and stop_after <= branch:
         return res
-    dirs: list[Path] = []
+    members: list[tuple[Config, Path]] = []
     for j in range(k):
         mcfg = config_from_dict(base.to_dict())
         mcfg.train.seed = int(cfg.train.seed) + SOUP_SEED_STEP * j
@@ -617,10 +725,18 @@ def soup(cfg: Config, out_dir: str | Path, progress: bool = True, dataset: Skele
             state["config"]["train"]["seed"] = mcfg.train.seed
             d.mkdir(parents=True, exist_ok=True)
             _atomic_save(state, d / CHECKPOINT)
-        res = _member(mcfg, d, stop_after, **args)
-        dirs.append(d)
-    if stop_after is not None and stop_after < cfg.optim.epochs:
-        return res
+        members.append((mcfg, d))
+    dirs = [d for _, d in members]
+    if workers > 1:
+        _side_by_side(members, workers, stop_after, branch, **args)
+        if stop_after is not None and stop_after < cfg.optim.epochs:
+            learner, last = learner_from_state(read_checkpoint(dirs[-1]))
+            return PretrainResult(dirs[-1], learner, last, list(read_checkpoint(dirs[-1])["metrics"]), ds)
+    else:
+        for mcfg, d in members:
+            res = _member(mcfg, d, stop_after, **args)
+        if stop_after is not None and stop_after < cfg.optim.epochs:
+            return res
     states = [read_checkpoint(d) for d in dirs]
     state = states[0]  # student 0's, config included
     state["config"]["train"]["seed"] = int(cfg.train.seed)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+from typing import Sequence
 
 
 class SkelclError(Exception):
@@ -26,3 +28,21 @@ class ConfigError(SkelclError):
 
 class SettingError(ConfigError, ValueError):
     """A model or learner setting is out of range (also a ValueError, for library callers)."""
+
+
+class SkelclWarning(UserWarning):
+    """A setting that runs but most likely not as meant; the CLI prints it as one line."""
+
+
+class ScheduleWarning(SkelclWarning):
+    """An lr milestone that the schedule never reaches."""
+
+
+def warn_unreached_milestones(section: str, milestones: Sequence[int], epochs: int) -> None:
+    """Warn (:class:`ScheduleWarning`) when milestones lie at or beyond the epochs: a schedule
+    shortened with ``--set SECTION.epochs=N`` alone would then never lower its lr."""
+    late = [int(m) for m in milestones if int(m) >= int(epochs)]
+    if late:
+        warnings.warn(f"{section}.milestones {late} are at or beyond {section}.epochs={epochs}: the lr is never "
+                      f"lowered there; set {section}.milestones for the shorter schedule", ScheduleWarning,
+                      stacklevel=3)

@@ -37,7 +37,7 @@ from torch import nn
 from .augment import swap_two_persons, time_reversed
 from .config import ProbeConfig
 from .encoder import SequenceEncoder, build_encoder
-from .errors import ConfigError
+from .errors import ConfigError, warn_unreached_milestones
 
 REPRESENTATIONS: tuple[str, ...] = ("cae", "cae+", "k", "last_q", "last_k", "cae_max")
 QUERY_REPRESENTATIONS: tuple[str, ...] = ("cae", "cae_max", "last_q")  # a bare encoder serves these
@@ -378,6 +378,7 @@ def linear_eval(train_feats: ArrayLike, train_labels: ArrayLike, test_feats: Arr
         raise ProbeError(f"probe epochs and batch_size must be >= 1, got {cfg.epochs}, {cfg.batch_size}")
     if cfg.restarts < 1:
         raise ProbeError(f"probe.restarts must be >= 1, got {cfg.restarts}")
+    warn_unreached_milestones("probe", cfg.milestones, cfg.epochs)
     mean = std = None
     if cfg.standardize:
         (xtr, xte), mean, std = standardize(xtr, xte)

@@ -35,7 +35,7 @@ import torch
 
 from .config import Config, config_diff, config_from_dict, diff_summary, save_config
 from .contrast import ContrastiveLearner
-from .errors import ConfigError, SkelclError
+from .errors import ConfigError, SkelclError, warn_unreached_milestones
 from .formats import load_dataset
 from .store import SkeletonDataset
 
@@ -545,6 +545,8 @@ def build_schedule(cfg: Config, opt: torch.optim.Optimizer) -> torch.optim.lr_sc
     if o.schedule == "step" and o.warmup and any(m <= o.warmup for m in o.milestones):
         raise ConfigError(f"optim.milestones {list(o.milestones)} must come after the {o.warmup} warm-up epochs "
                           "(optim.warmup)")
+    if o.schedule == "step":
+        warn_unreached_milestones("optim", o.milestones, o.epochs)
     lrs = torch.optim.lr_scheduler
     if o.schedule == "cosine":
         main: lrs.LRScheduler = lrs.CosineAnnealingLR(opt, T_max=o.epochs - o.warmup)

@@ -13,7 +13,7 @@ import torch
 from skelcl.cli import main
 from skelcl.config import load_config
 from skelcl.augment import build_augment
-from skelcl.distill import (check_teachers, distill, group_average, load_teachers, mix_batch, relation_loss,
+from skelcl.distill import (check_teachers, distill, flatten_spectrum, group_average, load_teachers, mix_batch, relation_loss,
                             relation_targets, teacher_targets, teachers_on)
 from skelcl.probe import encode
 from skelcl.errors import ConfigError
@@ -188,6 +188,32 @@ def test_mixup_changes_the_training_resumes_and_is_refused_beside_infonce(teache
     over = STUDENT + [f"distill.teachers=[{teachers[0]}, {teachers[1]}]"]
     _changes_the_training_and_resumes(over, "distill.mixup=0.4", tmp_path)  # the student saw mixed sequences
     bad = {"distill.mixup=-0.5": "Beta", "distill.mixup=0.4,distill.contrast=0.5": "no positive key"}
+    _refused(over, bad, tmp_path)
+
+
+def test_flatten_spectrum_matches_a_hand_computation():
+    # orthogonal principal directions with singular values 4 and 1 (centred columns)
+    u = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]]) / 2  # (4, 2), orthonormal columns
+    v = torch.tensor([[0.6, 0.8, 0.0], [-0.8, 0.6, 0.0]])  # (2, 3), orthonormal rows
+    mean = torch.tensor([[1.0, -2.0, 3.0]])
+    t = mean + u @ torch.diag(torch.tensor([4.0, 1.0])) @ v
+    assert torch.equal(flatten_spectrum(t, 0.0), t)
+    # alpha 0.5: singular values 2 and 1, rescaled to the old total 16 + 1: factor sqrt(17 / 5)
+    c = (17 / 5) ** 0.5
+    want = mean + u @ torch.diag(torch.tensor([2.0 * c, 1.0 * c])) @ v
+    assert torch.allclose(flatten_spectrum(t, 0.5), want, atol=1e-5)
+    whitened = flatten_spectrum(t, 1.0) - mean
+    assert torch.allclose(torch.linalg.svdvals(whitened)[:2], torch.full((2,), (17 / 2) ** 0.5), atol=1e-5)
+    # a fixed linear map: the map of a mixture of two rows is the mixture of their maps
+    flat = flatten_spectrum(torch.cat([t, 0.3 * t[:1] + 0.7 * t[1:2]]), 0.5)
+    assert torch.allclose(flat[-1], 0.3 * flat[0] + 0.7 * flat[1], atol=1e-5)
+
+
+def test_flattened_targets_change_the_training_resume_and_are_refused_out_of_range(teachers, tmp_path):
+    over = STUDENT + [f"distill.teachers=[{teachers[0]}, {teachers[1]}]"]
+    _changes_the_training_and_resumes(over, "distill.whiten=0.5", tmp_path)
+    bad = {"distill.whiten=1.5": "exponent in", "distill.whiten=-0.1": "exponent in",
+           "distill.whiten=0.5,distill.consistent=true": "set one of them"}
     _refused(over, bad, tmp_path)
 
 
@@ -404,3 +430,28 @@ def test_a_soup_averages_students_branched_from_one_trunk_and_resumes_member_by_
     with pytest.raises(ConfigError, match="soup_branch"):
         distill(load_config("synthetic", over + ["distill.soup=2", "distill.soup_branch=4"]), tmp_path / "bad",
                 progress=False)
+
+
+def test_a_soup_trained_side_by_side_equals_the_sequential_one_and_resumes(teachers, tmp_path, capsys):
+    """distill.soup_workers 2: the students train in two processes at once; the average is the
+    sequential soup's, a soup cut mid-way resumes, and a member's error comes back as one message."""
+    from skelcl.distill import _member_job
+
+    over = STUDENT + [f"distill.teachers=[{teachers[0]}, {teachers[1]}]", "distill.soup=2", "distill.soup_branch=2",
+                      "train.threads=1"]
+    seq = distill(load_config("synthetic", over), tmp_path / "seq", progress=False)
+    cfg = load_config("synthetic", over + ["distill.soup_workers=2"])
+    cut = tmp_path / "par"
+    distill(cfg, cut, progress=False, stop_after=3)  # both students stop after their epoch 3
+    assert not (cut / "checkpoint.pt").exists()
+    assert [torch.load(cut / f"student-{j}" / "checkpoint.pt", weights_only=True)["epoch"] for j in (0, 1)] == [3, 3]
+    par = distill(cfg, cut, resume=True, progress=True)
+    assert "2 side by side (1 thread(s) each)" in capsys.readouterr().out
+    want = seq.learner.encoder_q.state_dict()
+    for n, v in par.learner.encoder_q.state_dict().items():
+        assert torch.allclose(v, want[n], atol=1e-6), n
+    with pytest.raises(ConfigError, match="soup_workers"):
+        distill(load_config("synthetic", over + ["distill.soup_workers=0"]), tmp_path / "bad", progress=False)
+    other = load_config("synthetic", over + ["optim.lr=0.1"])  # not the config student-1 was trained with
+    msg = _member_job(other.to_dict(), str(cut / "student-1"), None, load_data(other), None, None, None, 1)
+    assert msg is not None and "lr" in msg

@@ -1,17 +1,20 @@
 """Pretraining: the loss falls, checkpoints are plain dicts, resume is bit-identical, NaN stops cleanly."""
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from skelcl.config import load_config
+from skelcl.cli import main
+from skelcl.config import ProbeConfig, load_config
 from skelcl.contrast import ContrastiveLearner
 from skelcl.layouts import custom_layout
 from skelcl.store import SkeletonDataset
-from skelcl.errors import ConfigError
+from skelcl.errors import ConfigError, ScheduleWarning
+from skelcl.probe import linear_eval
 from skelcl.train import (Pretrainer, TrainingDiverged, build_schedule, check_resume, load_checkpoint, group_ids,
                           partner_table, pretrain, read_checkpoint, train_indices)
 
@@ -329,3 +332,31 @@ def test_lr_schedules_follow_their_formulas():
                      ({"optim.epochs": 0}, "optim.epochs must be at least 1, got 0")):
         with pytest.raises(ConfigError, match=msg):
             _lrs(**bad)
+
+
+
+def test_milestones_the_schedule_never_reaches_are_warned_about_and_shipped_configs_have_none(tmp_path, capsys):
+    with pytest.warns(ScheduleWarning, match=r"optim.milestones \[10, 30\] are at or beyond optim.epochs=10"):
+        assert _lrs(**{"optim.milestones": "[5, 10, 30]"}) == pytest.approx([0.1] * 5 + [0.01] * 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ScheduleWarning)
+        _lrs(**{"optim.milestones": "[9]"})  # reached in the last epoch: no warning
+        _lrs(**{"optim.schedule": "cosine"})  # milestones unused
+    rng = np.random.default_rng(0)
+    f, y = rng.normal(size=(20, 4)), np.arange(20) % 2
+    with pytest.warns(ScheduleWarning, match=r"probe.milestones \[35, 60, 75\] are at or beyond probe.epochs=20"):
+        linear_eval(f, y, f, y, ProbeConfig(epochs=20))
+    # the CLI prints it as one line, like its errors
+    sets = ["train.tensorboard=false", "train.device=cpu", "data.options.per_class=4", "model.hidden=16",
+            "contrast.queue_size=16", "optim.epochs=1"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ScheduleWarning)
+        args = ["pretrain", "synthetic", "--out", str(tmp_path / "r"), "--quiet"]
+        assert main(args + [a for s in sets for a in ("--set", s)]) == 0
+    err = capsys.readouterr().err
+    late = load_config("synthetic").optim.milestones
+    assert f"skelcl: warning: optim.milestones {late} are at or beyond optim.epochs=1" in err and "Warning:" not in err
+    for path in sorted((Path(__file__).parent.parent / "skelcl" / "configs").glob("*.yaml")):
+        cfg = load_config(path)
+        assert cfg.optim.schedule != "step" or max(cfg.optim.milestones, default=0) < cfg.optim.epochs, path.name
+        assert max(cfg.probe.milestones, default=0) < cfg.probe.epochs, path.name

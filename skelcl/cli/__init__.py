@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+import warnings
+from typing import Any, Sequence
 
-from ..errors import SkelclError
+from ..errors import SkelclError, SkelclWarning
 
 # Sub-command modules, each with ``register(subparsers)``; a command sets ``func(args) -> int``.
 _MODULES = ("data", "augment", "train", "evaluate", "sweep")
@@ -35,6 +36,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    with warnings.catch_warnings():  # restores the previous display afterwards
+        shown = warnings.showwarning
+
+        def show(message: Any, category: type[Warning], *rest: Any, **kw: Any) -> None:
+            if issubclass(category, SkelclWarning):  # one line, like the errors
+                print(f"skelcl: warning: {message}", file=sys.stderr, flush=True)
+            else:
+                shown(message, category, *rest, **kw)
+
+        warnings.showwarning = show
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except SkelclError as exc:
