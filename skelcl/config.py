@@ -222,10 +222,15 @@ class DistillConfig:
     soup_branch: the trunk's epochs, in [1, optim.epochs).
     soup_workers: how many of a soup's students train at once, each in its own process (1: one
         after another). Each uses ``train.threads`` threads, or an even share of the cores when that
-        is 0. The students and their average are the same either way.
+        is 0. The students and their average are the same either way (bit-identical on N-UCLA at
+        one thread each); two students' 10 epochs take 153 s instead of 294 s on a 2-core CPU
+        (docs/RESULTS.md, "Twenty-ninth round"). A Python script that calls it needs an
+        ``if __name__ == "__main__":`` guard (the processes are spawned).
     whiten: 0 = the targets as computed; alpha in (0, 1] = flatten their spectrum after the group
         mean: each principal direction's singular value s becomes s^(1 - alpha), total variance kept
         (1 = whitened), so the regression weighs the weak directions more. Not with ``consistent``.
+        On N-UCLA at 0.5 it lowers the student: 86.2 and 87.3 against 89.0 and 89.4 on seeds 0
+        and 1, kNN 88.4 and 86.4 against 91.4 and 90.1 (docs/RESULTS.md, "Twenty-ninth round").
     """
 
     teachers: list[str] = field(default_factory=list)

@@ -615,7 +615,9 @@ def _side_by_side(members: Sequence[tuple[Config, Path]], workers: int, stop_aft
                   teachers: Sequence[str | Path] | None) -> None:
     """Train the soup's members in ``workers`` processes at once (each resumes on its own, as in
     the sequential loop). Each process uses ``train.threads`` threads, or, when that is 0, an even
-    share of the CPU's cores. The progress bar counts the members' epochs from their metrics.csv."""
+    share of the CPU's cores. The progress bar counts the members' epochs from their metrics.csv.
+    The processes are started by spawn (CUDA cannot be forked), so a script that calls this must
+    guard its entry point with ``if __name__ == "__main__":``."""
     import concurrent.futures as cf
     import multiprocessing as mp
     import os
@@ -659,6 +661,11 @@ def _side_by_side(members: Sequence[tuple[Config, Path]], workers: int, stop_aft
         except KeyboardInterrupt:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
+        except cf.process.BrokenProcessPool as exc:
+            raise SkelclError("soup: a student's process died before it finished (its error is printed above; "
+                              "members resume from their last epoch). Called from a Python script? Put the call "
+                              "under `if __name__ == \"__main__\":`, which processes started by spawn need, or "
+                              "set distill.soup_workers=1") from exc
         finally:
             if bar is not None:
                 bar.close()

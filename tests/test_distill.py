@@ -13,8 +13,8 @@ import torch
 from skelcl.cli import main
 from skelcl.config import load_config
 from skelcl.augment import build_augment
-from skelcl.distill import (check_teachers, distill, flatten_spectrum, group_average, load_teachers, mix_batch, relation_loss,
-                            relation_targets, teacher_targets, teachers_on)
+from skelcl.distill import (check_teachers, distill, flatten_spectrum, group_average, load_teachers, mix_batch,
+                            relation_loss, relation_targets, teacher_targets, teachers_on)
 from skelcl.probe import encode
 from skelcl.errors import ConfigError
 from skelcl.train import BatchSource, TrainingDiverged, load_checkpoint, load_data, pretrain, train_indices
@@ -452,6 +452,15 @@ def test_a_soup_trained_side_by_side_equals_the_sequential_one_and_resumes(teach
         assert torch.allclose(v, want[n], atol=1e-6), n
     with pytest.raises(ConfigError, match="soup_workers"):
         distill(load_config("synthetic", over + ["distill.soup_workers=0"]), tmp_path / "bad", progress=False)
+    script = tmp_path / "no_guard.py"  # spawn re-runs an unguarded script in each child: one clear message
+    sets, where = over + ["distill.soup_workers=2"], str(tmp_path / "unguarded")
+    script.write_text("from skelcl.config import load_config\nfrom skelcl.distill import distill\n"
+                      f"distill(load_config('synthetic', {sets!r}), {where!r})\n")
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "a student's process died" in done.stderr and "__main__" in done.stderr
     other = load_config("synthetic", over + ["optim.lr=0.1"])  # not the config student-1 was trained with
     msg = _member_job(other.to_dict(), str(cut / "student-1"), None, load_data(other), None, None, None, 1)
     assert msg is not None and "lr" in msg
