@@ -689,7 +689,9 @@ def soup(cfg: Config, out_dir: str | Path, progress: bool = True, dataset: Skele
     with the averaged learner and head, ``distill.soup_members`` naming the students),
     ``metrics.csv`` (student 0's), ``loss.png`` (every student's curve) and ``encoder.safetensors``.
     Every member resumes on its own, so a killed soup goes on where it stopped. With ``stop_after``,
-    every member stops there and no average is made (the last member trained is returned).
+    every member stops there and no average is made (the last member trained is returned). With
+    ``distill.soup_workers`` > 1 the students after the trunk train that many at a time, each in its
+    own process (:func:`_side_by_side`); they are the same students.
     """
     k, branch = int(cfg.distill.soup), int(cfg.distill.soup_branch)
     if not 1 <= branch < cfg.optim.epochs:
@@ -737,8 +739,9 @@ def soup(cfg: Config, out_dir: str | Path, progress: bool = True, dataset: Skele
     if workers > 1:
         _side_by_side(members, workers, stop_after, branch, **args)
         if stop_after is not None and stop_after < cfg.optim.epochs:
-            learner, last = learner_from_state(read_checkpoint(dirs[-1]))
-            return PretrainResult(dirs[-1], learner, last, list(read_checkpoint(dirs[-1])["metrics"]), ds)
+            state = read_checkpoint(dirs[-1])
+            learner, last = learner_from_state(state)
+            return PretrainResult(dirs[-1], learner, last, list(state["metrics"]), ds)
     else:
         for mcfg, d in members:
             res = _member(mcfg, d, stop_after, **args)
