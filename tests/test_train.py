@@ -334,7 +334,6 @@ def test_lr_schedules_follow_their_formulas():
             _lrs(**bad)
 
 
-
 def test_milestones_the_schedule_never_reaches_are_warned_about_and_shipped_configs_have_none(tmp_path, capsys):
     with pytest.warns(ScheduleWarning, match=r"optim.milestones \[10, 30\] are at or beyond optim.epochs=10"):
         assert _lrs(**{"optim.milestones": "[5, 10, 30]"}) == pytest.approx([0.1] * 5 + [0.01] * 5)
