@@ -205,13 +205,12 @@ def flatten_spectrum(targets: torch.Tensor, alpha: float) -> torch.Tensor:
         return targets
     t = targets.double()
     mean = t.mean(0, keepdim=True)
-    _, s, vh = torch.linalg.svd(t - mean, full_matrices=False)
+    u, s, vh = torch.linalg.svd(t - mean, full_matrices=False)
     keep = s > 1e-6 * s[0]
-    s, vh = s[keep], vh[keep]
-    proj = (t - mean) @ vh.T  # (n, r) coordinates on the principal directions
+    u, s, vh = u[:, keep], s[keep], vh[keep]
     new = s ** (1.0 - alpha)
-    scale = torch.sqrt((s ** 2).sum() / (new ** 2).sum())
-    out = mean + (proj * (new / s * scale)) @ vh
+    new = new * torch.sqrt((s ** 2).sum() / (new ** 2).sum())  # the same total variance
+    out = mean + (u * new) @ vh
     return out.to(targets.dtype)
 
 
@@ -636,12 +635,11 @@ def _side_by_side(members: Sequence[tuple[Config, Path]], workers: int, stop_aft
                 n += max(0, min(end, len(f.read_text().splitlines()) - 1) - branch)
         return n
 
-    if progress:
-        print(f"soup: {len(members)} students, {workers} side by side ({threads} thread(s) each)", flush=True)
     bar = None
     if progress:
         from tqdm import tqdm
 
+        print(f"soup: {len(members)} students, {workers} side by side ({threads} thread(s) each)", flush=True)
         bar = tqdm(total=total, initial=done(), desc="soup students' epochs", dynamic_ncols=True)
     errors: list[str] = []
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
