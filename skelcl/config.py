@@ -231,6 +231,11 @@ class DistillConfig:
         (1 = whitened), so the regression weighs the weak directions more. Not with ``consistent``.
         On N-UCLA at 0.5 it lowers the student: 86.2 and 87.3 against 89.0 and 89.4 on seeds 0
         and 1, kNN 88.4 and 86.4 against 91.4 and 90.1 (docs/RESULTS.md, "Twenty-ninth round").
+    recompute_bn: False = the BatchNorm statistics as training leaves them (a soup: the average of
+        its students'); True = re-estimated once training ends, from the pretraining split's raw
+        sequences read as features are (:func:`skelcl.probe.recompute_bn`, SWA's ``update_bn``),
+        because an average of statistics is not the averaged network's own, and training's follow
+        augmented batches. A soup re-estimates its average only (its students are the plain ones).
     """
 
     teachers: list[str] = field(default_factory=list)
@@ -245,6 +250,7 @@ class DistillConfig:
     soup_branch: int = 20
     soup_workers: int = 1
     whiten: float = 0.0
+    recompute_bn: bool = False
 
 
 @dataclass

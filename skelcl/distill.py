@@ -48,7 +48,7 @@ from torch import nn
 
 from .config import Config, config_from_dict, save_config
 from .errors import ConfigError, SkelclError
-from .probe import batch_features, encode, query_readout
+from .probe import batch_features, encode, query_readout, recompute_bn
 from .store import SkeletonDataset
 from .train import (CHECKPOINT, ENCODER_FILE, BatchSource, DistInfo, PretrainResult,
                     _atomic_save, _epoch_seed, _load_resume, _write_metrics, absolute_paths, apply_threads,
@@ -560,9 +560,28 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
                         ylabel="loss" if terms else f"MSE to the teachers{' (mixed sequences)' if mixup else ''}"
                         f"{' (teachers on the same input)' if consistent else ''}")
     if metrics and int(metrics[-1]["epoch"]) >= cfg.optim.epochs:
+        if cfg.distill.recompute_bn:  # (again on a resumed finished run: the same statistics)
+            _recalibrate(learner, cfg, ds, rows, device, progress)
+            state = read_checkpoint(out)
+            state["learner"] = learner.state_dict()
+            _atomic_save(state, out / CHECKPOINT)
         export_encoder(learner, cfg, out / ENCODER_FILE)
     learner.eval()
     return PretrainResult(out, learner, cfg, metrics, ds)
+
+
+def _recalibrate(learner: nn.Module, cfg: Config, ds: SkeletonDataset, rows: np.ndarray, device: torch.device,
+                 progress: bool) -> None:
+    """``distill.recompute_bn``: the student's BatchNorm statistics re-estimated from the raw
+    sequences ``ds[rows]``, read as the probe reads them; the key encoder, where it mirrors the
+    student, gets them too."""
+    p = cfg.probe
+    layers = recompute_bn(learner, ds.x, ds.lengths, p.representation, device=device, index=rows,
+                          person_symmetric=p.person_symmetric, both_directions=p.both_directions)
+    if learner.encoder_k is not None and not cfg.distill.contrast:
+        learner.encoder_k.load_state_dict(learner.encoder_q.state_dict())
+    if progress:
+        print(f"BatchNorm statistics of {layers} layer(s) re-estimated on {len(rows)} raw sequences", flush=True)
 
 
 SOUP_SEED_STEP = 100  # student j of a soup trains with train.seed + SOUP_SEED_STEP * j
@@ -714,6 +733,7 @@ def soup(cfg: Config, out_dir: str | Path, progress: bool = True, dataset: Skele
     absolute_paths(base)
     save_config(base, out / "config.yaml")  # what `skelcl distill --resume` reads if the soup is killed
     base.distill.soup = 0
+    base.distill.recompute_bn = False  # the students are the plain ones; the average is re-estimated
     args = dict(progress=progress, dataset=ds, data_root=data_root, device=device, teachers=teachers)
     trunk = out / "trunk"
     res = _member(base, trunk, branch if stop_after is None else min(branch, stop_after), **args)
@@ -752,7 +772,14 @@ def soup(cfg: Config, out_dir: str | Path, progress: bool = True, dataset: Skele
     state["learner"] = _average_states([s["learner"] for s in states])
     state["distill"]["head"] = _average_states([s["distill"]["head"] for s in states])
     state["distill"]["soup_members"] = [str(d) for d in dirs]
+    state["config"]["distill"]["recompute_bn"] = bool(cfg.distill.recompute_bn)
     learner, final = learner_from_state(state)  # the averaged encoder, in eval mode
+    if final.distill.recompute_bn:
+        dev = resolve_device(device or final.train.device)
+        _recalibrate(learner.to(dev), final, ds, train_indices(ds, final.data.protocol, final.data.pretrain_on), dev,
+                     progress)
+        learner = learner.cpu().eval()
+        state["learner"] = learner.state_dict()
     save_config(final, out / "config.yaml")
     _atomic_save(state, out / CHECKPOINT)
     metrics = list(state["metrics"])

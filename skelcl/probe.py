@@ -275,6 +275,57 @@ def encode(learner_or_encoder: nn.Module, x: ArrayLike, lengths: ArrayLike, repr
     return np.concatenate(out, 0)
 
 
+def recompute_bn(learner_or_encoder: nn.Module, x: ArrayLike, lengths: ArrayLike, representation: str = "cae",
+                 batch_size: int = 256, device: str | torch.device | None = None,
+                 index: np.ndarray | None = None, progress: bool = False,
+                 person_symmetric: bool = False, both_directions: bool = False) -> int:
+    """Re-estimate the BatchNorm statistics of the encoder(s) behind ``representation`` from the
+    sequences ``x[index]`` as :func:`encode` reads them (no augmentation), in place.
+
+    Why: a weight average of several networks (a soup, an EMA) carries the average of their running
+    statistics, which are not the statistics of the averaged network's own activations; and during
+    training the statistics follow augmented batches, not the raw sequences that features are read
+    from. As SWA's ``update_bn`` does, every BatchNorm's statistics are reset and set to the
+    cumulative average over the batches (a mean of per-batch means and unbiased variances). Only the
+    BatchNorm layers switch to train mode (dropout stays off), no weight changes, and the result does
+    not depend on the statistics held before. Same arguments as :func:`encode`.
+
+    Returns:
+        the number of BatchNorm layers re-estimated (0: nothing to do; the model is unchanged).
+    """
+    enc_q, enc_k = _encoders(learner_or_encoder, representation)
+    use = [m for m in ([enc_q] if representation in ("cae", "last_q", "cae_max") else
+                       [enc_k] if representation in ("k", "last_k") else [enc_q, enc_k]) if m is not None]
+    norms = [m for e in use for m in e.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+             and m.track_running_stats]
+    if not norms:
+        return 0
+    dev = default_device(device)
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    idx_all = np.arange(int(x.shape[0])) if index is None else np.asarray(index, dtype=np.int64)
+    if len(idx_all) < 2:
+        raise ValueError(f"recompute_bn needs at least 2 sequences, got {len(idx_all)}")
+    momenta = [m.momentum for m in norms]
+    with _frozen_on(use, dev), torch.no_grad():
+        try:
+            for m in norms:
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average over the batches
+                m.train()
+            starts = list(range(0, len(idx_all), batch_size))
+            if len(idx_all) - starts[-1] < 2 and len(starts) > 1:  # no batch of one: train-mode BN refuses it
+                starts.pop()
+            for i, s in enumerate(_progress(starts, progress, "BatchNorm statistics")):
+                end = starts[i + 1] if i + 1 < len(starts) else len(idx_all)
+                xb, lb = _batch(x, lengths, idx_all[s:end], dev)
+                batch_features(learner_or_encoder, representation, xb, lb, person_symmetric, both_directions)
+        finally:
+            for m, mom in zip(norms, momenta):
+                m.momentum = mom
+    return len(norms)
+
+
 # --------------------------------------------------------------------------------------------
 # linear protocol
 # --------------------------------------------------------------------------------------------

@@ -464,3 +464,44 @@ def test_a_soup_trained_side_by_side_equals_the_sequential_one_and_resumes(teach
     other = load_config("synthetic", over + ["optim.lr=0.1"])  # not the config student-1 was trained with
     msg = _member_job(other.to_dict(), str(cut / "student-1"), None, load_data(other), None, None, None, 1)
     assert msg is not None and "lr" in msg
+
+
+def test_recomputed_batchnorm_statistics_for_a_student_and_a_soup_leave_the_weights_alone(teachers, tmp_path):
+    """distill.recompute_bn: the plain student's and the soup's weights are the runs' without it, their
+    BatchNorm statistics those of the finished network re-estimated on the raw pretraining sequences;
+    a soup's students are the plain ones, so finished students of a soup without it are reused."""
+    import shutil
+
+    from skelcl.probe import recompute_bn
+
+    over = STUDENT + [f"distill.teachers=[{teachers[0]}, {teachers[1]}]", "model.encoder=gcn",
+                      "model.channels=[8, 16]", "model.strides=[2, 1]", "distill.soup_branch=2"]
+    soup = distill(load_config("synthetic", over + ["distill.soup=2"]), tmp_path / "soup", progress=False)
+    ds = soup.dataset
+    rows = train_indices(ds, soup.config.data.protocol, soup.config.data.pretrain_on)
+
+    def check(got: torch.nn.Module, plain: torch.nn.Module) -> None:
+        want = {k: v.clone() for k, v in plain.state_dict().items()}
+        assert recompute_bn(plain, ds.x, ds.lengths, soup.config.probe.representation, index=rows) > 0
+        params = {k for k, _ in plain.named_parameters()}
+        moved = False
+        for k, v in got.state_dict().items():
+            ref = want[k] if k in params else plain.state_dict()[k]
+            assert torch.allclose(v.float(), ref.float(), atol=1e-5), k
+            moved |= k not in params and v.is_floating_point() and not torch.allclose(v, want[k], atol=1e-4)
+        assert moved  # the statistics did change
+
+    plain = load_checkpoint(tmp_path / "soup" / "student-0")[0]  # the plain run of seed 0
+    bn = distill(load_config("synthetic", over + ["distill.recompute_bn=true"]), tmp_path / "bn", progress=False)
+    check(load_checkpoint(tmp_path / "bn")[0].encoder_q, plain.encoder_q)
+    assert load_checkpoint(tmp_path / "bn")[1].distill.recompute_bn and bn.config.distill.recompute_bn
+
+    reuse = tmp_path / "soup-bn"  # the soup's trunk and students, copied: only the average is new
+    for d in ("trunk", "student-0", "student-1"):
+        shutil.copytree(tmp_path / "soup" / d, reuse / d)
+    before = (reuse / "student-1" / "checkpoint.pt").read_bytes()
+    distill(load_config("synthetic", over + ["distill.soup=2", "distill.recompute_bn=true"]), reuse, progress=False)
+    assert (reuse / "student-1" / "checkpoint.pt").read_bytes() == before
+    learner, saved = load_checkpoint(reuse)
+    assert saved.distill.recompute_bn and saved.distill.soup == 2
+    check(learner.encoder_q, load_checkpoint(tmp_path / "soup")[0].encoder_q)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -427,3 +428,56 @@ def test_person_symmetric_features_ignore_person_order():
     plain = _enc(enc, x, lengths, "cae", device="cpu")
     np.testing.assert_allclose(a[0], plain[0], rtol=1e-6)
     assert not np.allclose(a[1:], plain[1:])
+
+
+def test_recompute_bn_matches_the_statistics_of_one_train_mode_pass_and_forgets_the_old_ones():
+    """Every BatchNorm's statistics become the mean and unbiased variance of its own input over the
+    sequences (one batch here, so the cumulative average is that batch's); the statistics held
+    before, the weights and the train flags play no part and are kept."""
+    from skelcl.graph import GraphEncoder
+    from skelcl.layouts import KINECT20
+    from skelcl.probe import recompute_bn
+
+    torch.manual_seed(0)
+    enc = GraphEncoder(60, KINECT20.bones, 20, channels=[8, 16], strides=[2, 1], dropout=0.5).eval()
+    x, lengths = torch.randn(9, 12, 1, 20, 3), torch.tensor([12, 12, 10, 12, 8, 12, 12, 11, 12])
+    norms = [m for m in enc.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:  # statistics that must not survive
+        m.running_mean.fill_(5.0)
+        m.running_var.fill_(7.0)
+    weights = {k: v.clone() for k, v in enc.named_parameters()}
+
+    ref = copy.deepcopy(enc)  # the hand computation: each BN's input in one train-mode pass
+    seen: list[torch.Tensor] = []
+    hooks = [m.register_forward_pre_hook(lambda mod, inp: seen.append(inp[0].detach())) for m in ref.modules()
+             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in ref.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.train()
+    with torch.no_grad():
+        ref(x, lengths)
+    for h in hooks:
+        h.remove()
+
+    assert recompute_bn(enc, x, lengths, batch_size=64) == len(norms) == len(seen) > 0
+    for m, inp in zip(norms, seen):
+        dims = [d for d in range(inp.dim()) if d != 1]
+        torch.testing.assert_close(m.running_mean, inp.mean(dims), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(m.running_var, inp.var(dims, unbiased=True), atol=1e-5, rtol=1e-4)
+        assert m.momentum == 0.1 and not m.training
+    for k, v in enc.named_parameters():
+        assert torch.equal(v, weights[k])
+    assert not enc.training
+
+    again = copy.deepcopy(enc)  # three batches of three: the input's mean is the mean of the batch means
+    assert recompute_bn(again, x, lengths, batch_size=3) == len(norms)
+    first = [m for m in again.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)][0]
+    torch.testing.assert_close(first.running_mean, norms[0].running_mean, atol=1e-5, rtol=1e-4)
+    odd = copy.deepcopy(enc)  # batches of 4, 4, 1: the batch of one is folded into its neighbour
+    recompute_bn(odd, x, lengths, batch_size=4)
+    same = copy.deepcopy(odd)
+    recompute_bn(same, x, lengths, batch_size=4)
+    for a, b in zip(odd.buffers(), same.buffers()):
+        assert torch.equal(a, b)
+    lstm = SequenceEncoder(6, hidden=8, layers=1)  # no BatchNorm: nothing to do
+    assert recompute_bn(lstm, torch.randn(3, 5, 1, 2, 3), torch.tensor([5, 5, 5])) == 0
