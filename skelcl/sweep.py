@@ -386,7 +386,8 @@ def build_tasks(spec: SweepSpec, out_dir: str | Path, overrides: Sequence[str] =
         root: the dataset folder (``data.root``).
         seeds, folds: run only these (subsets or replacements of the spec's).
         limit_epochs: a cheap pass: ``optim.epochs`` becomes this and the lr milestones and
-            ``optim.warmup`` scale with it.
+            ``optim.warmup`` scale with it (a milestone that lands on the last epoch or beyond is dropped:
+            the schedule would never reach it).
         jobs: parallel processes; sets ``train.threads = max(1, cores // jobs)`` unless the config sets it.
     """
     out = Path(out_dir)
@@ -424,8 +425,8 @@ def build_tasks(spec: SweepSpec, out_dir: str | Path, overrides: Sequence[str] =
             warm = d["optim"].get("warmup", 0)
             if warm:  # at least one warm-up epoch and one after it (none in a one-epoch pass)
                 warm = d["optim"]["warmup"] = min(limit_epochs - 1, max(1, round(warm * limit_epochs / full)))
-            d["optim"]["milestones"] = sorted({max(warm + 1, round(m * limit_epochs / full))
-                                               for m in d["optim"]["milestones"] if m < full})
+            scaled = {max(warm + 1, round(m * limit_epochs / full)) for m in d["optim"]["milestones"] if m < full}
+            d["optim"]["milestones"] = sorted(m for m in scaled if m < limit_epochs)  # (the end: never reached)
             d["optim"]["epochs"] = limit_epochs
         if not d["train"].get("threads"):
             d["train"]["threads"] = threads

@@ -82,7 +82,9 @@ def test_points_labels_list_items_and_limit_epochs(tmp_path):
     warm = build_tasks(spec, tmp_path, overrides=["optim.warmup=10", "optim.milestones=[40,70]"], limit_epochs=20)
     assert warm[0].config["optim"]["warmup"] == 2 and warm[0].config["optim"]["milestones"] == [8, 14]
     tiny = build_tasks(spec, tmp_path, overrides=["optim.warmup=3", "optim.milestones=[5]"], limit_epochs=2)
-    assert tiny[0].config["optim"]["warmup"] == 1 and tiny[0].config["optim"]["milestones"] == [2]
+    assert tiny[0].config["optim"]["warmup"] == 1 and tiny[0].config["optim"]["milestones"] == []  # 2 of 2: dropped
+    one = build_tasks(spec, tmp_path, overrides=["optim.milestones=[30,70]"], limit_epochs=1)
+    assert one[0].config["optim"]["milestones"] == [] and one[0].config["optim"]["epochs"] == 1
     pairs = parse_spec({"base": "sbu", "set": {"augment": ["none", "none"]},
                         "axes": {"augment.0": ["rotate", "shear"], "augment.1": ["rotate", "reverse"]}})
     tasks = build_tasks(pairs, tmp_path)
