@@ -236,6 +236,8 @@ class DistillConfig:
         sequences read as features are (:func:`skelcl.probe.recompute_bn`, SWA's ``update_bn``),
         because an average of statistics is not the averaged network's own, and training's follow
         augmented batches. A soup re-estimates its average only (its students are the plain ones).
+        On N-UCLA it does not help: the soup of four 90.9 and 89.4 against 91.2 and 89.7 on seeds 0
+        and 1, the plain student 88.4 and 89.2 against 89.0 and 89.4 (docs/RESULTS.md, "Thirtieth round").
     """
 
     teachers: list[str] = field(default_factory=list)
