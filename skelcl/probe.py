@@ -160,6 +160,13 @@ def _encoders(model: nn.Module, representation: str) -> tuple[SequenceEncoder, S
     raise TypeError(f"expected a ContrastiveLearner or a SequenceEncoder, got {type(model).__name__}")
 
 
+def _read_by(enc_q: nn.Module, enc_k: nn.Module | None, representation: str) -> list[nn.Module]:
+    """The encoders that ``representation``'s features pass through."""
+    use = [enc_q] if representation in ("cae", "last_q", "cae_max") else \
+        [enc_k] if representation in ("k", "last_k") else [enc_q, enc_k]
+    return [m for m in use if m is not None]
+
+
 def _batch(x: ArrayLike, lengths: ArrayLike, idx: np.ndarray, device: torch.device
            ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gather samples ``idx`` of (N, T, M, V, C) ``x`` as float32 on ``device`` (per batch: no full copy)."""
@@ -260,10 +267,9 @@ def encode(learner_or_encoder: nn.Module, x: ArrayLike, lengths: ArrayLike, repr
     if _np(lengths).shape != (n_all,):
         raise ValueError(f"lengths must have shape ({n_all},), got {_np(lengths).shape}")
     idx_all = np.arange(n_all) if index is None else np.asarray(index, dtype=np.int64)
-    use = [enc_q] if representation in ("cae", "last_q", "cae_max") else \
-        [enc_k] if representation in ("k", "last_k") else [enc_q, enc_k]
+    use = _read_by(enc_q, enc_k, representation)
     out: list[np.ndarray] = []
-    with _frozen_on([m for m in use if m is not None], dev), torch.no_grad():
+    with _frozen_on(use, dev), torch.no_grad():
         starts = range(0, len(idx_all), batch_size)
         for s in _progress(starts, progress, f"encode {representation}"):
             xb, lb = _batch(x, lengths, idx_all[s:s + batch_size], dev)
@@ -294,8 +300,7 @@ def recompute_bn(learner_or_encoder: nn.Module, x: ArrayLike, lengths: ArrayLike
         the number of BatchNorm layers re-estimated (0: nothing to do; the model is unchanged).
     """
     enc_q, enc_k = _encoders(learner_or_encoder, representation)
-    use = [m for m in ([enc_q] if representation in ("cae", "last_q", "cae_max") else
-                       [enc_k] if representation in ("k", "last_k") else [enc_q, enc_k]) if m is not None]
+    use = _read_by(enc_q, enc_k, representation)
     norms = [m for e in use for m in e.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
              and m.track_running_stats]
     if not norms:
