@@ -430,6 +430,10 @@ def test_person_symmetric_features_ignore_person_order():
     assert not np.allclose(a[1:], plain[1:])
 
 
+def _norms(module: torch.nn.Module) -> list[torch.nn.Module]:
+    return [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
 def test_recompute_bn_matches_the_statistics_of_one_train_mode_pass_and_forgets_the_old_ones():
     """Every BatchNorm's statistics become the mean and unbiased variance of its own input over the
     sequences (one batch here, so the cumulative average is that batch's); the statistics held
@@ -441,7 +445,7 @@ def test_recompute_bn_matches_the_statistics_of_one_train_mode_pass_and_forgets_
     torch.manual_seed(0)
     enc = GraphEncoder(60, KINECT20.bones, 20, channels=[8, 16], strides=[2, 1], dropout=0.5).eval()
     x, lengths = torch.randn(9, 12, 1, 20, 3), torch.tensor([12, 12, 10, 12, 8, 12, 12, 11, 12])
-    norms = [m for m in enc.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    norms = _norms(enc)
     for m in norms:  # statistics that must not survive
         m.running_mean.fill_(5.0)
         m.running_var.fill_(7.0)
@@ -449,11 +453,9 @@ def test_recompute_bn_matches_the_statistics_of_one_train_mode_pass_and_forgets_
 
     ref = copy.deepcopy(enc)  # the hand computation: each BN's input in one train-mode pass
     seen: list[torch.Tensor] = []
-    hooks = [m.register_forward_pre_hook(lambda mod, inp: seen.append(inp[0].detach())) for m in ref.modules()
-             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for m in ref.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.train()
+    hooks = [m.register_forward_pre_hook(lambda mod, inp: seen.append(inp[0].detach())) for m in _norms(ref)]
+    for m in _norms(ref):
+        m.train()
     with torch.no_grad():
         ref(x, lengths)
     for h in hooks:
@@ -471,7 +473,7 @@ def test_recompute_bn_matches_the_statistics_of_one_train_mode_pass_and_forgets_
 
     again = copy.deepcopy(enc)  # three batches of three: the input's mean is the mean of the batch means
     assert recompute_bn(again, x, lengths, batch_size=3) == len(norms)
-    first = [m for m in again.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)][0]
+    first = _norms(again)[0]
     torch.testing.assert_close(first.running_mean, norms[0].running_mean, atol=1e-5, rtol=1e-4)
     odd = copy.deepcopy(enc)  # batches of 4, 4, 1: the batch of one is folded into its neighbour
     recompute_bn(odd, x, lengths, batch_size=4)
