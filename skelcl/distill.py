@@ -597,6 +597,16 @@ def _average_states(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torc
     return out
 
 
+def _averaged_checkpoint(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The first checkpoint dict with its learner (and a distillation's head) replaced by the mean
+    over ``states``: what a soup holds."""
+    state = states[0]
+    state["learner"] = _average_states([s["learner"] for s in states])
+    if "distill" in state:
+        state["distill"]["head"] = _average_states([s["distill"]["head"] for s in states])
+    return state
+
+
 def _member(cfg: Config, out: Path, stop_after: int | None, progress: bool, dataset: SkeletonDataset,
             data_root: str | None, device: str | None, teachers: Sequence[str | Path] | None) -> PretrainResult:
     """Train (or continue, after checking that its saved config is ``cfg``) one member of a soup."""
@@ -766,11 +776,9 @@ def soup(cfg: Config, out_dir: str | Path, progress: bool = True, dataset: Skele
         if stop_after is not None and stop_after < cfg.optim.epochs:
             return res
     states = [read_checkpoint(d) for d in dirs]
-    state = states[0]  # student 0's, config included
+    state = _averaged_checkpoint(states)  # student 0's, config included
     state["config"]["train"]["seed"] = int(cfg.train.seed)
     state["config"]["distill"]["soup"] = k
-    state["learner"] = _average_states([s["learner"] for s in states])
-    state["distill"]["head"] = _average_states([s["distill"]["head"] for s in states])
     state["distill"]["soup_members"] = [str(d) for d in dirs]
     state["config"]["distill"]["recompute_bn"] = bool(cfg.distill.recompute_bn)
     learner, final = learner_from_state(state)  # the averaged encoder, in eval mode
@@ -796,3 +804,58 @@ def soup(cfg: Config, out_dir: str | Path, progress: bool = True, dataset: Skele
     if progress:
         print(f"soup: the run's encoder is the average of {k} students' weights ({out / CHECKPOINT})", flush=True)
     return PretrainResult(out, learner, final, metrics, ds)
+
+
+def average_runs(runs: Sequence[str | Path], out_dir: str | Path, progress: bool = True) -> Path:
+    """A soup made by hand: the mean of the weights of two or more ``runs`` (run folders or their
+    ``checkpoint.pt``), written as a run folder that ``skelcl evaluate`` reads (``checkpoint.pt`` with
+    the first run's config and an ``averaged_from`` list, ``config.yaml``, ``metrics.csv``,
+    ``encoder.safetensors``). For any subset of a soup's students (``OUT/student-J``), or other runs
+    continued from one checkpoint under other seeds; :func:`soup` averages the same way.
+
+    Refused, with the reason, before anything is written: fewer than two runs or one named twice, a
+    run without a checkpoint, configs that differ beyond ``train.seed`` and what only moves a run
+    (:data:`skelcl.config.NEUTRAL_KEYS`), weights of other names or shapes, and runs that do not share
+    their first epoch. Two networks trained apart from their first step hold their features in
+    unrelated units, so their average is no network (it would be evaluated as silent garbage).
+    Returns ``out_dir``.
+    """
+    from .config import NEUTRAL_KEYS, config_diff, diff_summary
+
+    named = distinct_runs(runs, "an average")
+    if len(named) < 2:
+        raise ConfigError(f"an average of weights needs at least two runs, got {len(named)}")
+    out = Path(out_dir)
+    if (out / CHECKPOINT).exists():
+        raise ConfigError(f"{out} already holds a run ({CHECKPOINT}); give another --out")
+    paths = list(named.values())
+    states = [read_checkpoint(p) for p in paths]
+    first, head = states[0], paths[0]
+    for p, s in zip(paths[1:], states[1:]):
+        diff = config_diff(first["config"], s["config"], ignore=NEUTRAL_KEYS + ("train.seed",))
+        if diff:
+            raise ConfigError(f"{p} was trained with another config than {head} ({diff_summary(diff)}); "
+                              "only runs that differ in their seed average into one network")
+        shapes = {k: tuple(v.shape) for k, v in s["learner"].items()}
+        if shapes != {k: tuple(v.shape) for k, v in first["learner"].items()}:
+            raise ConfigError(f"{p} holds other weights (names or shapes) than {head}")
+        if ("distill" in s) != ("distill" in first):
+            raise ConfigError(f"{p} and {head}: only one of them is a distillation")
+        m0, m = first.get("metrics") or [], s.get("metrics") or []
+        if not m0 or not m or m0[0].get("loss") != m[0].get("loss"):
+            raise ConfigError(f"{p} and {head} do not share their first epoch: networks trained apart from the "
+                              "start do not average into one (their features are in unrelated units). Average "
+                              "runs continued from one checkpoint, e.g. the students of a soup (distill.soup)")
+    state = _averaged_checkpoint(states)
+    state["averaged_from"] = [str(checkpoint_path(p).resolve()) for p in paths]
+    learner, cfg = learner_from_state(state)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    _write_metrics(out / "metrics.csv", list(state.get("metrics") or []))
+    export_encoder(learner, cfg, out / ENCODER_FILE)
+    _atomic_save(state, out / CHECKPOINT)
+    if progress:
+        epochs = sorted({int(s.get("epoch", 0)) for s in states})
+        print(f"the weights of {len(states)} runs (epoch {', '.join(map(str, epochs))}) averaged into {out / CHECKPOINT}"
+              f"; evaluate it with: skelcl evaluate {out}", flush=True)
+    return out

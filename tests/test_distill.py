@@ -466,6 +466,48 @@ def test_a_soup_trained_side_by_side_equals_the_sequential_one_and_resumes(teach
     assert msg is not None and "lr" in msg
 
 
+def test_an_average_by_hand_equals_the_soup_and_refuses_runs_that_do_not_share_a_start(teachers, tmp_path, capsys):
+    """average_runs / `skelcl average`: all of a soup's students give the soup's own weights and head;
+    a subset is a run that `skelcl evaluate` reads; independent runs, other configs, one run and an
+    occupied --out are refused before anything is written."""
+    from skelcl.distill import average_runs
+
+    over = STUDENT + [f"distill.teachers=[{teachers[0]}, {teachers[1]}]", "distill.soup=3", "distill.soup_branch=2"]
+    soup_dir = tmp_path / "soup"
+    distill(load_config("synthetic", over), soup_dir, progress=False)
+    students = [soup_dir / f"student-{j}" for j in range(3)]
+    assert average_runs(students, tmp_path / "all", progress=False) == tmp_path / "all"
+    want = torch.load(soup_dir / "checkpoint.pt", weights_only=True)
+    got = torch.load(tmp_path / "all" / "checkpoint.pt", weights_only=True)
+    assert got["averaged_from"] == [str((d / "checkpoint.pt").resolve()) for d in students]
+    for part in ("learner", "head"):
+        a = got[part] if part == "learner" else got["distill"]["head"]
+        b = want[part] if part == "learner" else want["distill"]["head"]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+
+    pair = tmp_path / "pair"
+    assert main(["average", str(students[0]), str(students[2]), "--out", str(pair)]) == 0
+    assert f"skelcl evaluate {pair}" in capsys.readouterr().out
+    s0, s2 = (load_checkpoint(d)[0].encoder_q.state_dict() for d in (students[0], students[2]))
+    for n, v in load_checkpoint(pair)[0].encoder_q.state_dict().items():
+        if v.is_floating_point():
+            assert torch.allclose(v, (s0[n] + s2[n]) / 2, atol=1e-6), n
+    assert {"config.yaml", "metrics.csv", "encoder.safetensors"} <= {p.name for p in pair.iterdir()}
+    assert main(["evaluate", str(pair), "--protocol", "knn", "--out", str(tmp_path / "ev"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "ev" / "results.json").read_text())["knn"]["top1"] > 0
+
+    for runs, why in (([teachers[0], teachers[1]], "do not share their first epoch"),
+                      ([students[0], teachers[0]], "another config"),
+                      ([students[0]], "at least two runs"),
+                      ([students[0], students[0] / "checkpoint.pt"], "same run"),
+                      ([students[0], tmp_path / "nothing"], "no checkpoint")):
+        with pytest.raises(ConfigError, match=why):
+            average_runs(runs, tmp_path / "refused", progress=False)
+        assert not (tmp_path / "refused").exists()
+    with pytest.raises(ConfigError, match="already holds a run"):
+        average_runs(students[:2], pair, progress=False)
+
+
 def test_recomputed_batchnorm_statistics_for_a_student_and_a_soup_leave_the_weights_alone(teachers, tmp_path):
     """distill.recompute_bn: the plain student's and the soup's weights are the runs' without it, their
     BatchNorm statistics those of the finished network re-estimated on the raw pretraining sequences;

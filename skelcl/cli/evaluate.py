@@ -1,4 +1,4 @@
-"""CLI commands: ``evaluate``, ``embed``, ``run``, ``distill``, ``demo`` and ``reproduce``."""
+"""CLI commands: ``evaluate``, ``embed``, ``run``, ``distill``, ``average``, ``demo`` and ``reproduce``."""
 
 from __future__ import annotations
 
@@ -104,6 +104,13 @@ def _run(args: argparse.Namespace) -> int:
     out = args.out or f"runs/{cfg.name}"
     res = run(cfg, out, resume=args.resume, progress=not args.quiet)
     _print_summary(res, out)
+    return 0
+
+
+def _average(args: argparse.Namespace) -> int:
+    from ..distill import average_runs
+
+    average_runs(args.runs, args.out, progress=not args.quiet)
     return 0
 
 
@@ -227,6 +234,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "teachers moved: as many, in the same order; their targets are checked)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_distill)
+
+    p = sub.add_parser("average", help="average the weights of runs continued from one checkpoint (a soup by hand, "
+                                       "e.g. some of a soup's students) into one run for `skelcl evaluate`")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="two or more run folders or checkpoints (a shell glob works)")
+    p.add_argument("--out", required=True, help="the new run folder")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_average)
 
     p = sub.add_parser("demo", help="the main job: pretrain + evaluate on the embedded synthetic set (~1-3 min)")
     p.add_argument("--out", default="runs/demo")
