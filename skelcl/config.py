@@ -221,6 +221,8 @@ class DistillConfig:
         seeds 0-4 and K 2 88.9 +- 1.2, against 88.4 +- 0.9 for the plain student. The soup of four
         always beats the mean of its students, not always the plain student (docs/RESULTS.md,
         "Twenty-seventh" and "Twenty-eighth round"); over seven seeds 89.4 +- 1.3 ("Twenty-ninth round").
+        K 8 is no better than K 4: 91.2 and 89.0 against 91.2 and 89.7 on seeds 0 and 1 ("Thirty-second
+        round"). ``skelcl average`` averages any of a soup's students by hand.
     soup_branch: the trunk's epochs, in [1, optim.epochs).
     soup_workers: how many of a soup's students train at once, each in its own process (1: one
         after another). Each uses ``train.threads`` threads, or an even share of the cores when that
