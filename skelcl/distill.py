@@ -856,6 +856,6 @@ def average_runs(runs: Sequence[str | Path], out_dir: str | Path, progress: bool
     _atomic_save(state, out / CHECKPOINT)
     if progress:
         epochs = sorted({int(s.get("epoch", 0)) for s in states})
-        print(f"the weights of {len(states)} runs (epoch {', '.join(map(str, epochs))}) averaged into {out / CHECKPOINT}"
-              f"; evaluate it with: skelcl evaluate {out}", flush=True)
+        print(f"the weights of {len(states)} runs (epoch {', '.join(map(str, epochs))}) averaged into "
+              f"{out / CHECKPOINT}; evaluate it with: skelcl evaluate {out}", flush=True)
     return out
