@@ -831,16 +831,14 @@ def average_runs(runs: Sequence[str | Path], out_dir: str | Path, progress: bool
     paths = list(named.values())
     states = [read_checkpoint(p) for p in paths]
     first, head = states[0], paths[0]
-    for p, s in zip(paths[1:], states[1:]):
+    shapes = {k: tuple(v.shape) for k, v in first["learner"].items()}
+    for p, s in zip(paths[1:], states[1:]):  # equal configs also mean both or neither distil (distill.teachers)
         diff = config_diff(first["config"], s["config"], ignore=NEUTRAL_KEYS + ("train.seed",))
         if diff:
             raise ConfigError(f"{p} was trained with another config than {head} ({diff_summary(diff)}); "
                               "only runs that differ in their seed average into one network")
-        shapes = {k: tuple(v.shape) for k, v in s["learner"].items()}
-        if shapes != {k: tuple(v.shape) for k, v in first["learner"].items()}:
+        if {k: tuple(v.shape) for k, v in s["learner"].items()} != shapes:
             raise ConfigError(f"{p} holds other weights (names or shapes) than {head}")
-        if ("distill" in s) != ("distill" in first):
-            raise ConfigError(f"{p} and {head}: only one of them is a distillation")
         m0, m = first.get("metrics") or [], s.get("metrics") or []
         if not m0 or not m or m0[0].get("loss") != m[0].get("loss"):
             raise ConfigError(f"{p} and {head} do not share their first epoch: networks trained apart from the "
@@ -851,7 +849,7 @@ def average_runs(runs: Sequence[str | Path], out_dir: str | Path, progress: bool
     learner, cfg = learner_from_state(state)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    _write_metrics(out / "metrics.csv", list(state.get("metrics") or []))
+    _write_metrics(out / "metrics.csv", list(state["metrics"]))  # non-empty: checked above
     export_encoder(learner, cfg, out / ENCODER_FILE)
     _atomic_save(state, out / CHECKPOINT)
     if progress:

@@ -480,9 +480,8 @@ def test_an_average_by_hand_equals_the_soup_and_refuses_runs_that_do_not_share_a
     want = torch.load(soup_dir / "checkpoint.pt", weights_only=True)
     got = torch.load(tmp_path / "all" / "checkpoint.pt", weights_only=True)
     assert got["averaged_from"] == [str((d / "checkpoint.pt").resolve()) for d in students]
-    for part in ("learner", "head"):
-        a = got[part] if part == "learner" else got["distill"]["head"]
-        b = want[part] if part == "learner" else want["distill"]["head"]
+    for part, a, b in (("learner", got["learner"], want["learner"]),
+                       ("head", got["distill"]["head"], want["distill"]["head"])):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
 
     pair = tmp_path / "pair"
