@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
@@ -372,6 +373,15 @@ def cache_key(*parts: object) -> str:
     return hashlib.sha1(blob).hexdigest()[:16]
 
 
+def scratch_path(path: Path, suffix: str = "") -> Path:
+    """A temporary sibling of ``path`` that only this process writes, for writing ``path`` atomically.
+
+    Why: two processes writing one file at once (parallel runs filling one dataset cache, two
+    ``skelcl average`` into one folder) would otherwise share a temporary name and interleave their
+    bytes into it; with a name of its own each writes a whole file and ``os.replace`` keeps one."""
+    return path.with_name(f"{path.name}.{os.getpid()}.tmp{suffix}")
+
+
 def save_cache(path: str | Path, ds: SkeletonDataset) -> None:
     """Write a dataset as one compressed ``.npz`` (atomically)."""
     path = Path(path)
@@ -385,7 +395,7 @@ def save_cache(path: str | Path, ds: SkeletonDataset) -> None:
     header = {"layout": ds.layout.to_dict(), "class_names": ds.class_names, "name": ds.name,
               "protocols": list(ds.protocols)}
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-    tmp = path.with_name(path.name + ".tmp.npz")
+    tmp = scratch_path(path, ".npz")
     np.savez_compressed(tmp, **arrays)
     tmp.replace(path)
 

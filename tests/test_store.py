@@ -1,11 +1,15 @@
 """Preprocessing into the canonical (N, T, M, V, C) form."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from skelcl.errors import ConfigError
 from skelcl.layouts import KINECT20, NTU25, SBU15
-from skelcl.store import (Preprocess, SkeletonDataset, bone_parents, load_cache, save_cache,
+from skelcl.store import (Preprocess, SkeletonDataset, bone_parents, load_cache, save_cache, scratch_path,
                           to_canonical)
 
 
@@ -193,6 +197,19 @@ def test_cache_round_trip(tmp_path):
     assert np.array_equal(back.x, ds.x) and back.layout == NTU25 and back.split("p")[1].tolist() == [1]
     assert back.meta["name"].tolist() == ["a", "b"] and back.class_names == ["p", "q"]
 
+
+
+def test_scratch_files_are_private_to_their_process_and_leave_nothing_behind(tmp_path):
+    x, lengths = to_canonical([_seq(4)], NTU25, Preprocess(frames=8, persons=1))
+    ds = SkeletonDataset(x=x, lengths=lengths, labels=np.array([0]), layout=NTU25, meta={},
+                         protocols={}, name="t")
+    save_cache(tmp_path / "c.npz", ds)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz"]
+    code = "from pathlib import Path; from skelcl.store import scratch_path; print(scratch_path(Path('d/c.npz')))"
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    mine = scratch_path(Path("d/c.npz"))
+    assert Path(other).parent == mine.parent == Path("d") and Path(other).name != mine.name
+    assert scratch_path(Path("d/c.npz"), ".npz") == Path(f"{mine}.npz") and mine.name.startswith("c.npz.")
 
 def _copies_dataset() -> SkeletonDataset:
     """Six one-person sequences; test sequence 4 is a copy of training sequence 1, test sequence 5 is
