@@ -25,7 +25,7 @@ from .errors import ConfigError
 from .probe import (confusion, encode, knn_eval, linear_eval, logistic_baseline, semi_epochs, semi_supervised_eval,
                     supervised_baseline, topk_accuracy)
 from .report import bounded_slug, markdown_table, plot_confusion, plot_tsne
-from .store import SkeletonDataset, scratch_path
+from .store import SkeletonDataset, atomic_write
 from .train import (apply_threads, check_resume, distinct_runs, load_checkpoint, load_data, pretrain,
                     read_checkpoint, resolve_device)
 
@@ -297,9 +297,8 @@ def embed_checkpoint(path: str | Path, out_file: str | Path, dataset: str | None
         arrays[f"{name}_train"], arrays[f"{name}_test"] = np.asarray(tr), np.asarray(te)
     arrays["info"] = np.asarray(json.dumps(_jsonable(info)))
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = scratch_path(out, ".npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(out)
+    with atomic_write(out, ".npz") as tmp:
+        np.savez(tmp, **arrays)
     done = {**info, "file": str(out)}
     if tsne is not None:
         done["tsne"] = str(plot_tsne(feats, np.asarray(ds.labels), tsne, ds.class_names,

@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -382,6 +383,18 @@ def scratch_path(path: Path, suffix: str = "") -> Path:
     return path.with_name(f"{path.name}.{os.getpid()}.tmp{suffix}")
 
 
+@contextmanager
+def atomic_write(path: Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a :func:`scratch_path` to write; it replaces ``path`` when the block ends normally and is
+    removed when it raises (an interrupted save leaves neither a half file nor a stray one)."""
+    tmp = scratch_path(path, suffix)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def save_cache(path: str | Path, ds: SkeletonDataset) -> None:
     """Write a dataset as one compressed ``.npz`` (atomically)."""
     path = Path(path)
@@ -395,9 +408,8 @@ def save_cache(path: str | Path, ds: SkeletonDataset) -> None:
     header = {"layout": ds.layout.to_dict(), "class_names": ds.class_names, "name": ds.name,
               "protocols": list(ds.protocols)}
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-    tmp = scratch_path(path, ".npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
+    with atomic_write(path, ".npz") as tmp:
+        np.savez_compressed(tmp, **arrays)
 
 
 def load_cache(path: str | Path) -> SkeletonDataset:

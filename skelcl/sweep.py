@@ -58,7 +58,7 @@ from .config import (CONFIG_DIR, config_diff, config_from_dict, diff_summary, fi
                      resolve_config_path, split_override)
 from .errors import ConfigError, SkelclError
 from .report import bounded_slug
-from .store import scratch_path
+from .store import atomic_write
 
 SPEC_DIR = CONFIG_DIR / "sweeps"
 SPEC_KEYS = ("name", "description", "base", "set", "axes", "points", "labels", "show", "x", "x_scale", "seeds",
@@ -502,9 +502,8 @@ def check_finished(tasks: Sequence[Task]) -> None:
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     from .experiment import write_json
 
-    tmp = scratch_path(path)
-    write_json(tmp, data)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        write_json(tmp, data)
 
 
 def _random_rep(rep: str) -> str:
@@ -843,9 +842,8 @@ def write_csv(spec: SweepSpec, rows: Sequence[dict[str, Any]], path: Path) -> Pa
         w.writerow([r["slug"]] + [format_value(r["values"].get(a)) for a in axes] +
                    [num(r[m][i]) for m in metrics for i in (0, 1)] +
                    [r["runs"], r["expected"], r["diverged"], f"{r['seconds_total']:.1f}"])
-    tmp = scratch_path(path)
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(buf.getvalue())
     return path
 
 

@@ -37,7 +37,7 @@ from .config import Config, config_diff, config_from_dict, diff_summary, save_co
 from .contrast import ContrastiveLearner
 from .errors import ConfigError, SkelclError, warn_unreached_milestones
 from .formats import load_dataset
-from .store import SkeletonDataset, scratch_path
+from .store import SkeletonDataset, atomic_write
 
 CHECKPOINT = "checkpoint.pt"
 ENCODER_FILE = "encoder.safetensors"
@@ -123,9 +123,8 @@ def build_learner(cfg: Config, input_dim: int, num_samples: int, persons: int = 
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = scratch_path(path)
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def checkpoint_path(path: str | Path) -> Path:
@@ -202,20 +201,17 @@ def export_encoder(learner: ContrastiveLearner, cfg: Config, path: Path) -> None
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in learner.encoder_q.state_dict().items()}
     meta = {"config": json.dumps(cfg.to_dict()), "input_dim": str(learner.encoder_q.input_dim)}
-    tmp = scratch_path(path)
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def _write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
     if not rows:
         return
-    tmp = scratch_path(path)
-    with open(tmp, "w", newline="") as f:
+    with atomic_write(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
 
 
 def _plot_loss(path: Path, rows: list[dict[str, float]], title: str, recon_weight: float = 0.0) -> None:

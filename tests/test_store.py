@@ -9,8 +9,8 @@ import pytest
 
 from skelcl.errors import ConfigError
 from skelcl.layouts import KINECT20, NTU25, SBU15
-from skelcl.store import (Preprocess, SkeletonDataset, bone_parents, load_cache, save_cache, scratch_path,
-                          to_canonical)
+from skelcl.store import (Preprocess, SkeletonDataset, atomic_write, bone_parents, load_cache, save_cache,
+                          scratch_path, to_canonical)
 
 
 def _seq(t, m=1, v=25, seed=0):
@@ -210,6 +210,15 @@ def test_scratch_files_are_private_to_their_process_and_leave_nothing_behind(tmp
     mine = scratch_path(Path("d/c.npz"))
     assert Path(other).parent == mine.parent == Path("d") and Path(other).name != mine.name
     assert scratch_path(Path("d/c.npz"), ".npz") == Path(f"{mine}.npz") and mine.name.startswith("c.npz.")
+    (tmp_path / "f.txt").write_text("old")
+    with pytest.raises(RuntimeError), atomic_write(tmp_path / "f.txt") as t:
+        t.write_text("half")
+        raise RuntimeError("interrupted")
+    assert (tmp_path / "f.txt").read_text() == "old"  # an interrupted write leaves the old file alone
+    with atomic_write(tmp_path / "f.txt") as t:
+        t.write_text("new")
+    assert (tmp_path / "f.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz", "f.txt"]  # no scratch file left
 
 def _copies_dataset() -> SkeletonDataset:
     """Six one-person sequences; test sequence 4 is a copy of training sequence 1, test sequence 5 is
