@@ -386,7 +386,7 @@ def scratch_path(path: Path, suffix: str = "") -> Path:
 @contextmanager
 def atomic_write(path: Path, suffix: str = "") -> Iterator[Path]:
     """Yield a :func:`scratch_path` to write; it replaces ``path`` when the block ends normally and is
-    removed when it raises (an interrupted save leaves neither a half file nor a stray one)."""
+    removed when the block raises (Ctrl-C included): no half-written ``path``, no stray scratch file."""
     tmp = scratch_path(path, suffix)
     try:
         yield tmp

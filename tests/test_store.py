@@ -198,7 +198,6 @@ def test_cache_round_trip(tmp_path):
     assert back.meta["name"].tolist() == ["a", "b"] and back.class_names == ["p", "q"]
 
 
-
 def test_scratch_files_are_private_to_their_process_and_leave_nothing_behind(tmp_path):
     x, lengths = to_canonical([_seq(4)], NTU25, Preprocess(frames=8, persons=1))
     ds = SkeletonDataset(x=x, lengths=lengths, labels=np.array([0]), layout=NTU25, meta={},
@@ -219,6 +218,7 @@ def test_scratch_files_are_private_to_their_process_and_leave_nothing_behind(tmp
         t.write_text("new")
     assert (tmp_path / "f.txt").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz", "f.txt"]  # no scratch file left
+
 
 def _copies_dataset() -> SkeletonDataset:
     """Six one-person sequences; test sequence 4 is a copy of training sequence 1, test sequence 5 is
