@@ -226,7 +226,7 @@ class DistillConfig:
     soup_branch: the trunk's epochs, in [1, optim.epochs). On N-UCLA (two students, 100 epochs) 20
         is the best on average of 5, 10, 20 and 40: branched at 5 the average falls below both
         students (88.4 and 87.3 against 90.3 and 89.2 at 20), at 10 it is about their mean, at 40 it
-        gains nothing (docs/RESULTS.md, "Thirty-third round").
+        gets 89.3 on average against 89.8 (docs/RESULTS.md, "Thirty-third round").
     soup_workers: how many of a soup's students train at once, each in its own process (1: one
         after another). Each uses ``train.threads`` threads, or an even share of the cores when that
         is 0. The students and their average are the same either way (bit-identical on N-UCLA at
