@@ -233,6 +233,13 @@ class DistillConfig:
         one thread each); two students' 10 epochs take 153 s instead of 294 s on a 2-core CPU
         (docs/RESULTS.md, "Twenty-ninth round"). A Python script that calls it needs an
         ``if __name__ == "__main__":`` guard (the processes are spawned).
+    soup_vary: [] = every student under the run's settings (they differ in their seed only); else
+        one entry per student (at most ``soup``; missing entries = none): a dotted override or a list
+        of them (``""`` = none) that student j trains under from the branch on, so the soup averages
+        students trained differently, the recipe of model soups (Wortsman et al., 2022). Only what
+        the branched checkpoint can take may differ: ``augment``, ``distill.mixup``, ``optim.lr``
+        (the student's schedule scaled by new / old lr) and ``optim.weight_decay``. Example:
+        ``--set 'distill.soup_vary=["", "distill.mixup=0.4"]'``.
     whiten: 0 = the targets as computed; alpha in (0, 1] = flatten their spectrum after the group
         mean: each principal direction's singular value s becomes s^(1 - alpha), total variance kept
         (1 = whitened), so the regression weighs the weak directions more. Not with ``consistent``.
@@ -258,6 +265,7 @@ class DistillConfig:
     soup: int = 0
     soup_branch: int = 20
     soup_workers: int = 1
+    soup_vary: list[Any] = field(default_factory=list)
     whiten: float = 0.0
     recompute_bn: bool = False
 

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import Config, config_from_dict, save_config
+from .config import Config, apply_overrides, config_from_dict, save_config, split_override
 from .errors import ConfigError, SkelclError
 from .probe import batch_features, encode, query_readout, recompute_bn
 from .store import SkeletonDataset
@@ -298,42 +298,9 @@ def teachers_on(loaded: Sequence[Teacher], sources: dict[int, BatchSource | None
     return torch.cat(out, 1)
 
 
-def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
-            dataset: SkeletonDataset | None = None, stop_after: int | None = None,
-            on_epoch: Callable[[int, dict[str, float]], None] | None = None, data_root: str | None = None,
-            device: str | None = None, teachers: Sequence[str | Path] | None = None) -> PretrainResult:
-    """Train ``cfg``'s encoder on ``cfg.data``'s pretraining split to reproduce ``cfg.distill.teachers``.
-
-    Args:
-        cfg: the resolved config (``optim`` drives the regression; ``augment`` the student's view).
-        out_dir: run folder (created).
-        resume: continue from ``out_dir/checkpoint.pt`` (its config wins over ``cfg``).
-        progress: a tqdm bar per epoch and one line per epoch.
-        dataset: an already loaded dataset (else ``cfg.data`` is read).
-        stop_after: stop after this many epochs in total (tests, time-boxed runs).
-        on_epoch: called with (epoch, metrics row) after each checkpoint.
-        data_root, device: on resume only, where the data lies now and the device to go on with (the
-            teachers read the data from there too).
-        teachers: on resume only, where the run's teachers lie now (as many, in the same order). Their
-            targets must be the ones the run was started with (:func:`target_sketch`), which also
-            catches a teacher's checkpoint replaced since.
-    """
-    from .augment import build_augment
-
-    world = launched_world_size()
-    if world > 1:  # every process would write the same run folder
-        raise ConfigError(f"distillation runs in one process (WORLD_SIZE={world}): launch `skelcl distill` without "
-                          "torchrun; it computes the teachers' targets once and trains one student")
-    if int(cfg.distill.soup) > 1:  # (a soup's members resume on their own)
-        return soup(cfg, out_dir, progress=progress, dataset=dataset, stop_after=stop_after, data_root=data_root,
-                    device=device, teachers=teachers)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt: dict[str, Any] | None = None
-    if resume:
-        ckpt = _load_resume(out, DistInfo())
-        cfg = resumed_config(ckpt["config"], data_root, device, teachers)
-    teachers = check_teachers(cfg.distill.teachers, out)
+def check_settings(cfg: Config) -> None:
+    """Refuse distillation settings that are out of range or do not go together, before any
+    training (a soup checks each student's settings before its trunk trains)."""
     rep = cfg.probe.representation
     if rep not in STUDENT_READOUTS:
         raise ConfigError(f"distillation trains the query encoder: probe.representation must be one of "
@@ -370,6 +337,50 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
                           "teachers' own features: set one of them")
     if weight and ema:
         raise ConfigError("distill.contrast and distill.ema both need the key encoder's slot: set one of them")
+
+
+def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
+            dataset: SkeletonDataset | None = None, stop_after: int | None = None,
+            on_epoch: Callable[[int, dict[str, float]], None] | None = None, data_root: str | None = None,
+            device: str | None = None, teachers: Sequence[str | Path] | None = None) -> PretrainResult:
+    """Train ``cfg``'s encoder on ``cfg.data``'s pretraining split to reproduce ``cfg.distill.teachers``.
+
+    Args:
+        cfg: the resolved config (``optim`` drives the regression; ``augment`` the student's view).
+        out_dir: run folder (created).
+        resume: continue from ``out_dir/checkpoint.pt`` (its config wins over ``cfg``).
+        progress: a tqdm bar per epoch and one line per epoch.
+        dataset: an already loaded dataset (else ``cfg.data`` is read).
+        stop_after: stop after this many epochs in total (tests, time-boxed runs).
+        on_epoch: called with (epoch, metrics row) after each checkpoint.
+        data_root, device: on resume only, where the data lies now and the device to go on with (the
+            teachers read the data from there too).
+        teachers: on resume only, where the run's teachers lie now (as many, in the same order). Their
+            targets must be the ones the run was started with (:func:`target_sketch`), which also
+            catches a teacher's checkpoint replaced since.
+    """
+    from .augment import build_augment
+
+    world = launched_world_size()
+    if world > 1:  # every process would write the same run folder
+        raise ConfigError(f"distillation runs in one process (WORLD_SIZE={world}): launch `skelcl distill` without "
+                          "torchrun; it computes the teachers' targets once and trains one student")
+    if int(cfg.distill.soup) > 1:  # (a soup's members resume on their own)
+        return soup(cfg, out_dir, progress=progress, dataset=dataset, stop_after=stop_after, data_root=data_root,
+                    device=device, teachers=teachers)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt: dict[str, Any] | None = None
+    if resume:
+        ckpt = _load_resume(out, DistInfo())
+        cfg = resumed_config(ckpt["config"], data_root, device, teachers)
+    teachers = check_teachers(cfg.distill.teachers, out)
+    check_settings(cfg)
+    rep = cfg.probe.representation
+    ema, weight, mixup = float(cfg.distill.ema), float(cfg.distill.contrast), float(cfg.distill.mixup)
+    consistent = bool(cfg.distill.consistent)
+    relation, rtau = float(cfg.distill.relation), float(cfg.distill.relation_tau)
+    whiten = float(cfg.distill.whiten)
     if (weight or ema) and cfg.contrast.paradigm != "queue":  # before the teachers' features are computed
         what = ("distill.contrast adds InfoNCE with a queue" if weight
                 else "distill.ema keeps its average in the key encoder")
@@ -587,6 +598,83 @@ def _recalibrate(learner: nn.Module, cfg: Config, ds: SkeletonDataset, rows: np.
 SOUP_SEED_STEP = 100  # student j of a soup trains with train.seed + SOUP_SEED_STEP * j
 
 
+SOUP_VARY_KEYS = ("augment", "distill.mixup", "optim.lr", "optim.weight_decay")
+
+
+def soup_variations(cfg: Config) -> list[list[str]]:
+    """``distill.soup_vary`` as one list of dotted overrides per student (K = ``distill.soup`` lists,
+    empty where a student trains under the run's settings). Refused: more entries than students,
+    entries that are not overrides, and keys other than :data:`SOUP_VARY_KEYS`: a student continues
+    the trunk's checkpoint, so its encoder, data and schedule's shape must be the trunk's."""
+    k, vary = int(cfg.distill.soup), cfg.distill.soup_vary
+    if not isinstance(vary, list):
+        raise ConfigError(f"distill.soup_vary must be a list (one entry per student), got {vary!r}")
+    if len(vary) > k:
+        raise ConfigError(f"distill.soup_vary has {len(vary)} entries for {k} students (distill.soup)")
+    out: list[list[str]] = []
+    for j in range(k):
+        item = vary[j] if j < len(vary) else []
+        items = [item] if isinstance(item, str) else item
+        if not isinstance(items, list) or not all(isinstance(o, str) for o in items):
+            raise ConfigError(f"distill.soup_vary[{j}] must be an override such as 'distill.mixup=0.4', a list of "
+                              f"them, or '' for none; got {item!r}")
+        items = [o.strip() for o in items if o.strip()]
+        for o in items:
+            key = split_override(o)[0]
+            if key not in SOUP_VARY_KEYS:
+                raise ConfigError(f"distill.soup_vary[{j}]: {key!r} cannot differ between a soup's students (they "
+                                  f"continue one checkpoint); it may vary {', '.join(SOUP_VARY_KEYS)}")
+        out.append(items)
+    return out
+
+
+def _flat_config(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A config dict as ``{"optim.lr": 0.001, "augment": [...], ...}`` (lists are leaves)."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flat_config(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
+    """``d["optim"]["lr"] = value`` for key ``"optim.lr"``."""
+    *path, last = key.split(".")
+    for part in path:
+        d = d.setdefault(part, {})
+    d[last] = value
+
+
+def _scale_lrs(node: Any, factor: float) -> None:
+    """Multiply every learning rate held in a scheduler's state (``base_lrs``, ``_last_lr``, nested
+    schedulers' too) by ``factor``, in place."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("base_lrs", "_last_lr") and isinstance(value, list):
+                node[key] = [float(v) * factor for v in value]
+            else:
+                _scale_lrs(value, factor)
+    elif isinstance(node, list):
+        for value in node:
+            _scale_lrs(value, factor)
+
+
+def _retune(state: dict[str, Any], was: Config, now: Config) -> None:
+    """Give a branched checkpoint ``now``'s lr and weight decay: the optimizer's state would otherwise
+    bring back the trunk's on resume. The lr is scaled (every param group and the schedule by
+    now / was), so the student's schedule keeps its shape at the new level."""
+    factor = float(now.optim.lr) / float(was.optim.lr)
+    for group in state["optimizer"]["param_groups"]:
+        group["weight_decay"] = float(now.optim.weight_decay)
+        for key in ("lr", "initial_lr"):
+            if key in group:
+                group[key] = float(group[key]) * factor
+    if factor != 1.0:
+        _scale_lrs(state["scheduler"], factor)
+
+
 def _average_states(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """The element-wise mean of several state dicts of one architecture (integer buffers such as
     BatchNorm's batch counter are the first one's)."""
@@ -727,11 +815,20 @@ def soup(cfg: Config, out_dir: str | Path, progress: bool = True, dataset: Skele
     workers = int(cfg.distill.soup_workers)
     if workers < 1:
         raise ConfigError(f"distill.soup_workers (students trained side by side) must be at least 1, got {workers}")
+    from .augment import build_augment
     from .train import check_resume
 
+    vary = soup_variations(cfg)
+    students = {j: config_from_dict(apply_overrides(cfg.to_dict(), o)) for j, o in enumerate(vary) if o}
+    for j, student in students.items():  # each student's settings checked before the trunk trains
+        if not (float(student.optim.lr) > 0 and float(student.optim.weight_decay) >= 0):
+            raise ConfigError(f"distill.soup_vary[{j}]: optim.lr must be > 0 and optim.weight_decay >= 0")
+        check_settings(student)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     ds = dataset if dataset is not None else load_data(cfg)
+    for student in students.values():
+        build_augment(student.augment, joint_names=ds.layout.joints)
+    out.mkdir(parents=True, exist_ok=True)
     if (out / CHECKPOINT).exists():  # a finished soup: its average, unchanged
         check_resume(cfg, out, ds)
         state = read_checkpoint(out)
@@ -742,7 +839,7 @@ def soup(cfg: Config, out_dir: str | Path, progress: bool = True, dataset: Skele
     resolve_graph(base, ds)
     absolute_paths(base)
     save_config(base, out / "config.yaml")  # what `skelcl distill --resume` reads if the soup is killed
-    base.distill.soup = 0
+    base.distill.soup, base.distill.soup_vary = 0, []  # (a varied soup's trunk and plain students are a plain soup's)
     base.distill.recompute_bn = False  # the students are the plain ones; the average is re-estimated
     args = dict(progress=progress, dataset=ds, data_root=data_root, device=device, teachers=teachers)
     trunk = out / "trunk"
@@ -751,7 +848,7 @@ def soup(cfg: Config, out_dir: str | Path, progress: bool = True, dataset: Skele
         return res
     members: list[tuple[Config, Path]] = []
     for j in range(k):
-        mcfg = config_from_dict(base.to_dict())
+        mcfg = config_from_dict(apply_overrides(base.to_dict(), vary[j]))
         mcfg.train.seed = int(cfg.train.seed) + SOUP_SEED_STEP * j
         d = out / f"student-{j}"
         if not (d / CHECKPOINT).exists():  # the branch: the trunk's checkpoint under this student's seed
@@ -759,6 +856,9 @@ def soup(cfg: Config, out_dir: str | Path, progress: bool = True, dataset: Skele
             if int(state["epoch"]) != branch:
                 raise ConfigError(f"{trunk} holds epoch {state['epoch']}, not the branch epoch {branch}: "
                                   "give another --out for a new soup")
+            if vary[j]:
+                state["config"] = apply_overrides(state["config"], vary[j])
+                _retune(state, base, mcfg)
             state["config"]["train"]["seed"] = mcfg.train.seed
             d.mkdir(parents=True, exist_ok=True)
             _atomic_save(state, d / CHECKPOINT)
@@ -779,6 +879,10 @@ def soup(cfg: Config, out_dir: str | Path, progress: bool = True, dataset: Skele
     state = _averaged_checkpoint(states)  # student 0's, config included
     state["config"]["train"]["seed"] = int(cfg.train.seed)
     state["config"]["distill"]["soup"] = k
+    state["config"]["distill"]["soup_vary"] = list(cfg.distill.soup_vary)
+    plain = _flat_config(base.to_dict())
+    for key in SOUP_VARY_KEYS:  # the run's own settings where student 0 was varied
+        _set_dotted(state["config"], key, plain[key])
     state["distill"]["soup_members"] = [str(d) for d in dirs]
     state["config"]["distill"]["recompute_bn"] = bool(cfg.distill.recompute_bn)
     learner, final = learner_from_state(state)  # the averaged encoder, in eval mode
@@ -815,7 +919,8 @@ def average_runs(runs: Sequence[str | Path], out_dir: str | Path, progress: bool
 
     Refused, with the reason, before anything is written: fewer than two runs or one named twice, a
     run without a checkpoint, configs that differ beyond ``train.seed`` and what only moves a run
-    (:data:`skelcl.config.NEUTRAL_KEYS`), weights of other names or shapes, and runs that do not share
+    (:data:`skelcl.config.NEUTRAL_KEYS`; :data:`SOUP_VARY_KEYS` may differ, as the students of a soup
+    with ``distill.soup_vary`` do), weights of other names or shapes, and runs that do not share
     their first epoch. Two networks trained apart from their first step hold their features in
     unrelated units, so their average is no network (it would be evaluated as silent garbage).
     Returns ``out_dir``.
@@ -833,7 +938,7 @@ def average_runs(runs: Sequence[str | Path], out_dir: str | Path, progress: bool
     first, head = states[0], paths[0]
     shapes = {k: tuple(v.shape) for k, v in first["learner"].items()}
     for p, s in zip(paths[1:], states[1:]):  # equal configs also mean both or neither distil (distill.teachers)
-        diff = config_diff(first["config"], s["config"], ignore=NEUTRAL_KEYS + ("train.seed",))
+        diff = config_diff(first["config"], s["config"], ignore=NEUTRAL_KEYS + ("train.seed",) + SOUP_VARY_KEYS)
         if diff:
             raise ConfigError(f"{p} was trained with another config than {head} ({diff_summary(diff)}); "
                               "only runs that differ in their seed average into one network")

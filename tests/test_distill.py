@@ -466,6 +466,50 @@ def test_a_soup_trained_side_by_side_equals_the_sequential_one_and_resumes(teach
     assert msg is not None and "lr" in msg
 
 
+def test_a_varied_soup_trains_each_student_under_its_own_settings_from_the_plain_soups_trunk(teachers, tmp_path):
+    """distill.soup_vary: the trunk and an unvaried student are the plain soup's; a varied student's
+    config and optimizer carry its settings (lr scaled with its schedule, weight decay set); the soup's
+    config is the run's; `skelcl average` takes the varied students; bad entries are refused early."""
+    from skelcl.distill import average_runs
+
+    over = STUDENT + [f"distill.teachers=[{teachers[0]}, {teachers[1]}]", "distill.soup=2", "distill.soup_branch=2"]
+    plain = distill(load_config("synthetic", over), tmp_path / "plain", progress=False)
+    vary = 'distill.soup_vary=["", ["optim.lr=0.006", "optim.weight_decay=0.05", "distill.mixup=0.4"]]'
+    varied = distill(load_config("synthetic", over + [vary]), tmp_path / "varied", progress=False)
+    for part in ("trunk", "student-0"):
+        a = torch.load(tmp_path / "plain" / part / "checkpoint.pt", weights_only=True)
+        b = torch.load(tmp_path / "varied" / part / "checkpoint.pt", weights_only=True)
+        assert all(torch.equal(a["learner"][k], b["learner"][k]) for k in a["learner"]), part
+        assert a["config"] == b["config"], part
+    s1 = torch.load(tmp_path / "varied" / "student-1" / "checkpoint.pt", weights_only=True)
+    p1 = torch.load(tmp_path / "plain" / "student-1" / "checkpoint.pt", weights_only=True)
+    assert (s1["config"]["optim"]["lr"], s1["config"]["optim"]["weight_decay"]) == (0.006, 0.05)
+    assert s1["config"]["distill"]["mixup"] == 0.4 and s1["config"]["train"]["seed"] == 100
+    group, plain_group = s1["optimizer"]["param_groups"][0], p1["optimizer"]["param_groups"][0]
+    assert group["weight_decay"] == 0.05
+    assert group["lr"] == pytest.approx(2 * plain_group["lr"]) and group["initial_lr"] == pytest.approx(0.006)
+    losses = [[r["loss"] for r in c["metrics"]] for c in (s1, p1)]
+    assert losses[0][:2] == losses[1][:2] and losses[0][2] != losses[1][2]  # the trunk's epochs, then apart
+    assert [r["lr"] for r in s1["metrics"]] == pytest.approx([0.003, 0.003, 0.006, 0.0006])
+    cfg = varied.config
+    assert cfg.optim.lr == 0.003 and cfg.distill.mixup == 0.0 and cfg.distill.soup == 2
+    assert cfg.distill.soup_vary == ["", ["optim.lr=0.006", "optim.weight_decay=0.05", "distill.mixup=0.4"]]
+    average_runs([tmp_path / "varied" / f"student-{j}" for j in (0, 1)], tmp_path / "by-hand", progress=False)
+    want = torch.load(tmp_path / "varied" / "checkpoint.pt", weights_only=True)["learner"]
+    got = torch.load(tmp_path / "by-hand" / "checkpoint.pt", weights_only=True)["learner"]
+    assert all(torch.equal(want[k], got[k]) for k in want)
+
+    for bad, why in (('distill.soup_vary=["", "model.channels=[8, 8]"]', "cannot differ"),
+                     ('distill.soup_vary=["", "", "distill.mixup=0.4"]', "3 entries for 2 students"),
+                     ('distill.soup_vary=["", 3]', "must be an override"),
+                     ('distill.soup_vary=["", "distill.mixup=-1"]', "distill.mixup"),
+                     ('distill.soup_vary=["", "optim.lr=0"]', "optim.lr must be > 0"),
+                     ('distill.soup_vary=["", "augment=[spin]"]', "spin")):
+        with pytest.raises(ConfigError, match=why):
+            distill(load_config("synthetic", over + [bad]), tmp_path / "refused", progress=False)
+        assert not (tmp_path / "refused" / "trunk").exists()
+
+
 def test_an_average_by_hand_equals_the_soup_and_refuses_runs_that_do_not_share_a_start(teachers, tmp_path, capsys):
     """average_runs / `skelcl average`: all of a soup's students give the soup's own weights and head;
     a subset is a run that `skelcl evaluate` reads; independent runs, other configs, one run and an
