@@ -8,6 +8,7 @@ travel with the data so that padding can be masked later. Protocols are named in
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -383,16 +384,43 @@ def scratch_path(path: Path, suffix: str = "") -> Path:
     return path.with_name(f"{path.name}.{os.getpid()}.tmp{suffix}")
 
 
+def _pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (True when that cannot be told)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def remove_stale_scratch(path: Path, suffix: str = "") -> list[Path]:
+    """Remove the :func:`scratch_path` siblings of ``path`` left by processes that no longer run (a
+    process killed mid-write by SIGKILL or a power cut cannot clean up after itself). Those of
+    running processes, or of a process id that cannot be checked, are kept. Returns what was removed."""
+    removed = []
+    head, tail = f"{path.name}.", f".tmp{suffix}"
+    for f in path.parent.glob(f"{glob.escape(path.name)}.*.tmp{glob.escape(suffix)}"):
+        pid = f.name[len(head):len(f.name) - len(tail)]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            f.unlink(missing_ok=True)
+            removed.append(f)
+    return removed
+
+
 @contextmanager
 def atomic_write(path: Path, suffix: str = "") -> Iterator[Path]:
     """Yield a :func:`scratch_path` to write; it replaces ``path`` when the block ends normally and is
-    removed when the block raises (Ctrl-C included): no half-written ``path``, no stray scratch file."""
+    removed when the block raises (Ctrl-C included): no half-written ``path``, no stray scratch file.
+    A successful write also removes scratch files that dead processes left (:func:`remove_stale_scratch`)."""
     tmp = scratch_path(path, suffix)
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    remove_stale_scratch(path, suffix)
 
 
 def save_cache(path: str | Path, ds: SkeletonDataset) -> None:

@@ -219,6 +219,24 @@ def test_scratch_files_are_private_to_their_process_and_leave_nothing_behind(tmp
     assert (tmp_path / "f.txt").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz", "f.txt"]  # no scratch file left
 
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()  # a process that has ended (as if killed mid-write)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        left = [tmp_path / f"f.txt.{dead}.tmp", tmp_path / f"f.txt.{live.pid}.tmp", tmp_path / "f.txt.x.tmp",
+                tmp_path / f"c.npz.{dead}.tmp.npz"]
+        for f in left:
+            f.write_text("stale")
+        with atomic_write(tmp_path / "f.txt") as t:
+            t.write_text("newer")
+        names = sorted(p.name for p in tmp_path.iterdir())  # the dead writer's scratch file of f.txt only
+        assert names == sorted(["c.npz", "f.txt", f"f.txt.{live.pid}.tmp", "f.txt.x.tmp", f"c.npz.{dead}.tmp.npz"])
+        save_cache(tmp_path / "c.npz", ds)
+        assert not (tmp_path / f"c.npz.{dead}.tmp.npz").exists() and (tmp_path / "f.txt").read_text() == "newer"
+    finally:
+        live.kill()
+        live.wait()
+
 
 def _copies_dataset() -> SkeletonDataset:
     """Six one-person sequences; test sequence 4 is a copy of training sequence 1, test sequence 5 is
