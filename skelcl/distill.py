@@ -899,7 +899,7 @@ def soup(cfg: Config, out_dir: str | Path, progress: bool = True, dataset: Skele
     export_encoder(learner, final, out / ENCODER_FILE)
     from .report import plot_loss_curve
 
-    curves = {f"student {j} (seed {int(cfg.train.seed) + SOUP_SEED_STEP * j})":
+    curves = {f"student {j} (seed {int(cfg.train.seed) + SOUP_SEED_STEP * j}{''.join('; ' + o for o in vary[j])})":
               ([r["epoch"] for r in s["metrics"]], [r["loss"] for r in s["metrics"]]) for j, s in enumerate(states)}
     plot_loss_curve([r["epoch"] for r in metrics], [r["loss"] for r in metrics], out / "loss.png",
                     title=f"{final.name}: a soup of {k} students (branched at epoch {branch})", curves=curves,

@@ -466,16 +466,22 @@ def test_a_soup_trained_side_by_side_equals_the_sequential_one_and_resumes(teach
     assert msg is not None and "lr" in msg
 
 
-def test_a_varied_soup_trains_each_student_under_its_own_settings_from_the_plain_soups_trunk(teachers, tmp_path):
+def test_a_varied_soup_trains_each_student_under_its_own_settings_from_the_plain_soups_trunk(teachers, tmp_path,
+                                                                                            monkeypatch):
     """distill.soup_vary: the trunk and an unvaried student are the plain soup's; a varied student's
     config and optimizer carry its settings (lr scaled with its schedule, weight decay set); the soup's
     config is the run's; `skelcl average` takes the varied students; bad entries are refused early."""
+    import skelcl.report
     from skelcl.distill import average_runs
 
+    plots: list[dict] = []
+    monkeypatch.setattr(skelcl.report, "plot_loss_curve", lambda *a, **kw: plots.append(kw))
     over = STUDENT + [f"distill.teachers=[{teachers[0]}, {teachers[1]}]", "distill.soup=2", "distill.soup_branch=2"]
     plain = distill(load_config("synthetic", over), tmp_path / "plain", progress=False)
     vary = 'distill.soup_vary=["", ["optim.lr=0.006", "optim.weight_decay=0.05", "distill.mixup=0.4"]]'
     varied = distill(load_config("synthetic", over + [vary]), tmp_path / "varied", progress=False)
+    assert list(plots[-1]["curves"]) == ["student 0 (seed 0)", "student 1 (seed 100; optim.lr=0.006; "
+                                         "optim.weight_decay=0.05; distill.mixup=0.4)"]  # the legend says how
     for part in ("trunk", "student-0"):
         a = torch.load(tmp_path / "plain" / part / "checkpoint.pt", weights_only=True)
         b = torch.load(tmp_path / "varied" / part / "checkpoint.pt", weights_only=True)
