@@ -337,6 +337,9 @@ def check_settings(cfg: Config) -> None:
                           "teachers' own features: set one of them")
     if weight and ema:
         raise ConfigError("distill.contrast and distill.ema both need the key encoder's slot: set one of them")
+    if cfg.distill.soup_vary and int(cfg.distill.soup) < 2:
+        raise ConfigError("distill.soup_vary gives the students of a soup their own settings: it needs "
+                          f"distill.soup >= 2, got {cfg.distill.soup}")
 
 
 def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,

@@ -12,6 +12,8 @@ import glob
 import hashlib
 import json
 import os
+import re
+import socket
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -380,8 +382,15 @@ def scratch_path(path: Path, suffix: str = "") -> Path:
 
     Why: two processes writing one file at once (parallel runs filling one dataset cache, two
     ``skelcl average`` into one folder) would otherwise share a temporary name and interleave their
-    bytes into it; with a name of its own each writes a whole file and ``os.replace`` keeps one."""
-    return path.with_name(f"{path.name}.{os.getpid()}.tmp{suffix}")
+    bytes into it; with a name of its own each writes a whole file and ``os.replace`` keeps one. The
+    name holds the host and the process id (``NAME.HOST-PID.tmp``), so that a folder shared between
+    machines never mistakes another machine's writer for a dead one (:func:`remove_stale_scratch`)."""
+    return path.with_name(f"{path.name}.{_host()}-{os.getpid()}.tmp{suffix}")
+
+
+def _host() -> str:
+    """This machine's name, reduced to letters, digits, ``_`` and ``-`` (for file names)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -396,12 +405,13 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_stale_scratch(path: Path, suffix: str = "") -> list[Path]:
-    """Remove the :func:`scratch_path` siblings of ``path`` left by processes that no longer run (a
-    process killed mid-write by SIGKILL or a power cut cannot clean up after itself). Those of
-    running processes, or of a process id that cannot be checked, are kept. Returns what was removed."""
+    """Remove the :func:`scratch_path` siblings of ``path`` left by processes of this machine that no
+    longer run (a process killed mid-write by SIGKILL or a power cut cannot clean up after itself).
+    Those of running processes, of other machines, or of a process id that cannot be checked are
+    kept. Returns what was removed."""
     removed = []
-    head, tail = f"{path.name}.", f".tmp{suffix}"
-    for f in path.parent.glob(f"{glob.escape(path.name)}.*.tmp{glob.escape(suffix)}"):
+    head, tail = f"{path.name}.{_host()}-", f".tmp{suffix}"
+    for f in path.parent.glob(f"{glob.escape(head)}*{glob.escape(tail)}"):
         pid = f.name[len(head):len(f.name) - len(tail)]
         if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
             f.unlink(missing_ok=True)

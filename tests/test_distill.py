@@ -505,14 +505,15 @@ def test_a_varied_soup_trains_each_student_under_its_own_settings_from_the_plain
     got = torch.load(tmp_path / "by-hand" / "checkpoint.pt", weights_only=True)["learner"]
     assert all(torch.equal(want[k], got[k]) for k in want)
 
-    for bad, why in (('distill.soup_vary=["", "model.channels=[8, 8]"]', "cannot differ"),
-                     ('distill.soup_vary=["", "", "distill.mixup=0.4"]', "3 entries for 2 students"),
-                     ('distill.soup_vary=["", 3]', "must be an override"),
-                     ('distill.soup_vary=["", "distill.mixup=-1"]', "distill.mixup"),
-                     ('distill.soup_vary=["", "optim.lr=0"]', "optim.lr must be > 0"),
-                     ('distill.soup_vary=["", "augment=[spin]"]', "spin")):
+    for bad, why in ((['distill.soup_vary=["", "model.channels=[8, 8]"]'], "cannot differ"),
+                     (['distill.soup_vary=["", "", "distill.mixup=0.4"]'], "3 entries for 2 students"),
+                     (['distill.soup_vary=["", 3]'], "must be an override"),
+                     (['distill.soup_vary=["", "distill.mixup=-1"]'], "distill.mixup"),
+                     (['distill.soup_vary=["", "optim.lr=0"]'], "optim.lr must be > 0"),
+                     (['distill.soup_vary=["", "augment=[spin]"]'], "spin"),
+                     (['distill.soup=0', 'distill.soup_vary=["", "distill.mixup=0.4"]'], "needs distill.soup >= 2")):
         with pytest.raises(ConfigError, match=why):
-            distill(load_config("synthetic", over + [bad]), tmp_path / "refused", progress=False)
+            distill(load_config("synthetic", over + bad), tmp_path / "refused", progress=False)
         assert not (tmp_path / "refused" / "trunk").exists()
 
 

@@ -1,7 +1,9 @@
 """Preprocessing into the canonical (N, T, M, V, C) form."""
 
+import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -223,16 +225,20 @@ def test_scratch_files_are_private_to_their_process_and_leave_nothing_behind(tmp
                           check=True).stdout.strip()  # a process that has ended (as if killed mid-write)
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        left = [tmp_path / f"f.txt.{dead}.tmp", tmp_path / f"f.txt.{live.pid}.tmp", tmp_path / "f.txt.x.tmp",
-                tmp_path / f"c.npz.{dead}.tmp.npz"]
+        def of(pid: str, name: str = "f.txt", suffix: str = "") -> Path:  # another process's scratch file
+            return scratch_path(tmp_path / name, suffix).with_name(
+                scratch_path(tmp_path / name, suffix).name.replace(f"-{os.getpid()}.", f"-{pid}."))
+
+        elsewhere = tmp_path / f"f.txt.{uuid.uuid4().hex}-{dead}.tmp"  # another machine's writer, same pid
+        left = [of(dead), of(str(live.pid)), of("x"), elsewhere, of(dead, "c.npz", ".npz")]
         for f in left:
             f.write_text("stale")
         with atomic_write(tmp_path / "f.txt") as t:
             t.write_text("newer")
         names = sorted(p.name for p in tmp_path.iterdir())  # the dead writer's scratch file of f.txt only
-        assert names == sorted(["c.npz", "f.txt", f"f.txt.{live.pid}.tmp", "f.txt.x.tmp", f"c.npz.{dead}.tmp.npz"])
+        assert names == sorted(["c.npz", "f.txt"] + [f.name for f in left[1:]])
         save_cache(tmp_path / "c.npz", ds)
-        assert not (tmp_path / f"c.npz.{dead}.tmp.npz").exists() and (tmp_path / "f.txt").read_text() == "newer"
+        assert not left[-1].exists() and (tmp_path / "f.txt").read_text() == "newer"
     finally:
         live.kill()
         live.wait()
