@@ -241,7 +241,7 @@ class DistillConfig:
         (the student's schedule scaled by new / old lr) and ``optim.weight_decay``. Example:
         ``--set 'distill.soup_vary=["", "distill.mixup=0.4"]'``. On N-UCLA no better than students
         of different seeds: five students (plain, mixup 0.4, weight decay 0.05, lr x2, shear 1.0)
-        90.2 against 90.4 on two seeds, four SOUP4CFG (docs/RESULTS.md, "Thirty-fourth round").
+        90.2 against 90.4 on two seeds, four 89.4 against 90.2 on three (docs/RESULTS.md, "Thirty-fourth round").
     whiten: 0 = the targets as computed; alpha in (0, 1] = flatten their spectrum after the group
         mean: each principal direction's singular value s becomes s^(1 - alpha), total variance kept
         (1 = whitened), so the regression weighs the weak directions more. Not with ``consistent``.
