@@ -631,25 +631,6 @@ def soup_variations(cfg: Config) -> list[list[str]]:
     return out
 
 
-def _flat_config(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A config dict as ``{"optim.lr": 0.001, "augment": [...], ...}`` (lists are leaves)."""
-    out: dict[str, Any] = {}
-    for key, value in d.items():
-        if isinstance(value, dict):
-            out.update(_flat_config(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
-    """``d["optim"]["lr"] = value`` for key ``"optim.lr"``."""
-    *path, last = key.split(".")
-    for part in path:
-        d = d.setdefault(part, {})
-    d[last] = value
-
-
 def _scale_lrs(node: Any, factor: float) -> None:
     """Multiply every learning rate held in a scheduler's state (``base_lrs``, ``_last_lr``, nested
     schedulers' too) by ``factor``, in place."""
@@ -880,12 +861,11 @@ def soup(cfg: Config, out_dir: str | Path, progress: bool = True, dataset: Skele
             return res
     states = [read_checkpoint(d) for d in dirs]
     state = _averaged_checkpoint(states)  # student 0's, config included
+    if vary[0]:  # student 0 trained under other settings: the soup's are the run's, as its trunk holds them
+        state["config"] = read_checkpoint(trunk, config_only=True)["config"]
     state["config"]["train"]["seed"] = int(cfg.train.seed)
     state["config"]["distill"]["soup"] = k
     state["config"]["distill"]["soup_vary"] = list(cfg.distill.soup_vary)
-    plain = _flat_config(base.to_dict())
-    for key in SOUP_VARY_KEYS:  # the run's own settings where student 0 was varied
-        _set_dotted(state["config"], key, plain[key])
     state["distill"]["soup_members"] = [str(d) for d in dirs]
     state["config"]["distill"]["recompute_bn"] = bool(cfg.distill.recompute_bn)
     learner, final = learner_from_state(state)  # the averaged encoder, in eval mode

@@ -504,6 +504,11 @@ def test_a_varied_soup_trains_each_student_under_its_own_settings_from_the_plain
     want = torch.load(tmp_path / "varied" / "checkpoint.pt", weights_only=True)["learner"]
     got = torch.load(tmp_path / "by-hand" / "checkpoint.pt", weights_only=True)["learner"]
     assert all(torch.equal(want[k], got[k]) for k in want)
+    first = distill(load_config("synthetic", over + ['distill.soup_vary=["distill.mixup=0.4"]']), tmp_path / "first",
+                    progress=False)  # student 0 varied: the soup's config is still the run's
+    assert first.config.distill.mixup == 0.0 and first.config.distill.soup_vary == ["distill.mixup=0.4"]
+    assert torch.load(tmp_path / "first" / "student-0" / "checkpoint.pt", weights_only=True)["config"]["distill"][
+        "mixup"] == 0.4
 
     for bad, why in ((['distill.soup_vary=["", "model.channels=[8, 8]"]'], "cannot differ"),
                      (['distill.soup_vary=["", "", "distill.mixup=0.4"]'], "3 entries for 2 students"),

@@ -226,8 +226,8 @@ def test_scratch_files_are_private_to_their_process_and_leave_nothing_behind(tmp
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         def of(pid: str, name: str = "f.txt", suffix: str = "") -> Path:  # another process's scratch file
-            return scratch_path(tmp_path / name, suffix).with_name(
-                scratch_path(tmp_path / name, suffix).name.replace(f"-{os.getpid()}.", f"-{pid}."))
+            mine = scratch_path(tmp_path / name, suffix)
+            return mine.with_name(mine.name.replace(f"-{os.getpid()}.", f"-{pid}."))
 
         elsewhere = tmp_path / f"f.txt.{uuid.uuid4().hex}-{dead}.tmp"  # another machine's writer, same pid
         left = [of(dead), of(str(live.pid)), of("x"), elsewhere, of(dead, "c.npz", ".npz")]
