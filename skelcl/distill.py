@@ -49,7 +49,7 @@ from torch import nn
 from .config import Config, apply_overrides, config_from_dict, save_config, split_override
 from .errors import ConfigError, SkelclError
 from .probe import batch_features, encode, query_readout, recompute_bn
-from .store import SkeletonDataset
+from .store import SkeletonDataset, hold_folder
 from .train import (CHECKPOINT, ENCODER_FILE, BatchSource, DistInfo, PretrainResult,
                     _atomic_save, _epoch_seed, _load_resume, _write_metrics, absolute_paths, apply_threads,
                     build_learner, build_optimizer, check_resumed_data, checkpoint_dict, checkpoint_path,
@@ -362,17 +362,24 @@ def distill(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bo
             targets must be the ones the run was started with (:func:`target_sketch`), which also
             catches a teacher's checkpoint replaced since.
     """
-    from .augment import build_augment
-
     world = launched_world_size()
     if world > 1:  # every process would write the same run folder
         raise ConfigError(f"distillation runs in one process (WORLD_SIZE={world}): launch `skelcl distill` without "
                           "torchrun; it computes the teachers' targets once and trains one student")
-    if int(cfg.distill.soup) > 1:  # (a soup's members resume on their own)
-        return soup(cfg, out_dir, progress=progress, dataset=dataset, stop_after=stop_after, data_root=data_root,
-                    device=device, teachers=teachers)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with hold_folder(out_dir):  # one process per run folder
+        if int(cfg.distill.soup) > 1:  # (a soup's members resume on their own)
+            return soup(cfg, out_dir, progress=progress, dataset=dataset, stop_after=stop_after,
+                        data_root=data_root, device=device, teachers=teachers)
+        return _distill(cfg, Path(out_dir), resume, progress, dataset, stop_after, on_epoch, data_root, device,
+                        teachers)
+
+
+def _distill(cfg: Config, out: Path, resume: bool, progress: bool, dataset: SkeletonDataset | None,
+             stop_after: int | None, on_epoch: Callable[[int, dict[str, float]], None] | None,
+             data_root: str | None, device: str | None, teachers: Sequence[str | Path] | None) -> PretrainResult:
+    """:func:`distill` of one student, its folder held."""
+    from .augment import build_augment
+
     ckpt: dict[str, Any] | None = None
     if resume:
         ckpt = _load_resume(out, DistInfo())
@@ -935,11 +942,13 @@ def average_runs(runs: Sequence[str | Path], out_dir: str | Path, progress: bool
     state = _averaged_checkpoint(states)
     state["averaged_from"] = [str(checkpoint_path(p).resolve()) for p in paths]
     learner, cfg = learner_from_state(state)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    _write_metrics(out / "metrics.csv", list(state["metrics"]))  # non-empty: checked above
-    export_encoder(learner, cfg, out / ENCODER_FILE)
-    _atomic_save(state, out / CHECKPOINT)
+    with hold_folder(out):  # another writer of this folder meanwhile is refused; one before us left a run
+        if (out / CHECKPOINT).exists():
+            raise ConfigError(f"{out} already holds a run ({CHECKPOINT}); give another --out")
+        save_config(cfg, out / "config.yaml")
+        _write_metrics(out / "metrics.csv", list(state["metrics"]))  # non-empty: checked above
+        export_encoder(learner, cfg, out / ENCODER_FILE)
+        _atomic_save(state, out / CHECKPOINT)
     if progress:
         epochs = sorted({int(s.get("epoch", 0)) for s in states})
         print(f"the weights of {len(states)} runs (epoch {', '.join(map(str, epochs))}) averaged into "

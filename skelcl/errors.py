@@ -30,6 +30,10 @@ class SettingError(ConfigError, ValueError):
     """A model or learner setting is out of range (also a ValueError, for library callers)."""
 
 
+class FolderBusy(SkelclError):
+    """A run folder is being written by another process (:func:`skelcl.store.hold_folder`)."""
+
+
 class SkelclWarning(UserWarning):
     """A setting that runs but most likely not as meant; the CLI prints it as one line."""
 

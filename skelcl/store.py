@@ -14,6 +14,8 @@ import json
 import os
 import re
 import socket
+import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, FolderBusy
 from .layouts import JointLayout
 
 LENGTH_MODES = ("crop", "resample", "resample_all")
@@ -431,6 +433,77 @@ def atomic_write(path: Path, suffix: str = "") -> Iterator[Path]:
     finally:
         tmp.unlink(missing_ok=True)
     remove_stale_scratch(path, suffix)
+
+
+LOCK_NAME = ".skelcl.lock"
+_held: dict[str, int] = {}  # folders this process holds -> nesting depth
+
+
+@contextmanager
+def hold_folder(path: str | Path) -> Iterator[Path]:
+    """Hold the run folder ``path`` (created) for this process while the block runs.
+
+    Why: a run resumes from its folder's checkpoint, so one command started twice (two terminals, a
+    job resubmitted while the first still runs) would give two processes that each train and save
+    into the same folder, their checkpoints and metrics interleaved: silent garbage. The second is
+    refused instead (:class:`FolderBusy`, naming the holder). The hold is an ``fcntl.flock`` on
+    ``path/.skelcl.lock``, which the system drops when its process ends however it ends (SIGKILL
+    included), so a killed run leaves nothing to clean up; the file records the holder's host, pid,
+    start and command for the message, and is removed on release. Re-entrant within one process
+    (``skelcl run`` trains, then evaluates into the same folder). A folder this call created is
+    removed again if it is still empty at the end (a run refused before writing leaves nothing). Where
+    ``fcntl`` does not exist (Windows) the folder is not held.
+    """
+    folder = Path(path)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    key = str(folder.resolve())
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        fcntl = None  # type: ignore[assignment]
+    if fcntl is None or key in _held:
+        _held[key] = _held.get(key, 0) + 1
+        try:
+            yield folder
+        finally:
+            _held[key] -= 1
+            if not _held[key]:
+                del _held[key]
+        return
+    lock = folder / LOCK_NAME
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 4096).decode(errors="replace").strip() or "a process that is starting"
+            os.close(fd)
+            raise FolderBusy(f"{folder} is in use by another process ({holder}); two processes writing one run "
+                             "folder would mix their checkpoints. Wait for it to end, or give another --out") from None
+        try:  # the file we hold must still be the folder's lock (a releasing holder unlinks it)
+            same = os.path.samestat(os.fstat(fd), os.stat(lock))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    command = " ".join(sys.argv)[:300]
+    os.ftruncate(fd, 0)
+    os.write(fd, f"host {socket.gethostname()}, pid {os.getpid()}, since {started}: {command}\n".encode())
+    _held[key] = 1
+    try:
+        yield folder
+    finally:
+        del _held[key]
+        lock.unlink(missing_ok=True)
+        os.close(fd)  # releases the flock
+        if created:
+            try:
+                folder.rmdir()  # only if still empty
+            except OSError:
+                pass
 
 
 def save_cache(path: str | Path, ds: SkeletonDataset) -> None:

@@ -21,6 +21,7 @@ logs and writes checkpoints, whose keys are plain (single-process runs load them
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -37,7 +38,7 @@ from .config import Config, config_diff, config_from_dict, diff_summary, save_co
 from .contrast import ContrastiveLearner
 from .errors import ConfigError, SkelclError, warn_unreached_milestones
 from .formats import load_dataset
-from .store import SkeletonDataset, atomic_write
+from .store import SkeletonDataset, atomic_write, hold_folder
 
 CHECKPOINT = "checkpoint.pt"
 ENCODER_FILE = "encoder.safetensors"
@@ -885,8 +886,9 @@ def pretrain(cfg: Config, out_dir: str | Path, resume: bool = False, progress: b
                        on_epoch=on_epoch, data_root=data_root, device=device, teachers=teachers)
     dist_info = init_distributed(device if resume and device is not None else cfg.train.device)
     try:
-        return _pretrain(cfg, Path(out_dir), resume, progress, dataset, stop_after, on_epoch, dist_info,
-                         (data_root, device))
+        with hold_folder(out_dir) if dist_info.main else contextlib.nullcontext():  # rank 0 alone writes it
+            return _pretrain(cfg, Path(out_dir), resume, progress, dataset, stop_after, on_epoch, dist_info,
+                             (data_root, device))
     finally:
         if dist_info.owned:
             import gc

@@ -522,10 +522,11 @@ def test_a_varied_soup_trains_each_student_under_its_own_settings_from_the_plain
         assert not (tmp_path / "refused" / "trunk").exists()
 
 
-def test_an_average_by_hand_equals_the_soup_and_refuses_runs_that_do_not_share_a_start(teachers, tmp_path, capsys):
+def test_an_average_by_hand_equals_the_soup_and_refuses_runs_that_do_not_share_a_start(teachers, tmp_path, capsys,
+                                                                                         folder_holder):
     """average_runs / `skelcl average`: all of a soup's students give the soup's own weights and head;
-    a subset is a run that `skelcl evaluate` reads; independent runs, other configs, one run and an
-    occupied --out are refused before anything is written."""
+    a subset is a run that `skelcl evaluate` reads; independent runs, other configs, one run, an
+    occupied --out and one that another process is writing are refused before anything is written."""
     from skelcl.distill import average_runs
 
     over = STUDENT + [f"distill.teachers=[{teachers[0]}, {teachers[1]}]", "distill.soup=3", "distill.soup_branch=2"]
@@ -561,6 +562,11 @@ def test_an_average_by_hand_equals_the_soup_and_refuses_runs_that_do_not_share_a
         assert not (tmp_path / "refused").exists()
     with pytest.raises(ConfigError, match="already holds a run"):
         average_runs(students[:2], pair, progress=False)
+    busy = tmp_path / "busy"  # another `skelcl average` writing there right now
+    folder_holder(busy)
+    assert main(["average", str(students[0]), str(students[1]), "--out", str(busy)]) == 2
+    assert "in use by another process" in capsys.readouterr().err
+    assert not (busy / "checkpoint.pt").exists()
 
 
 def test_recomputed_batchnorm_statistics_for_a_student_and_a_soup_leave_the_weights_alone(teachers, tmp_path):

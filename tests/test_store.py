@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skelcl.errors import ConfigError
+from skelcl.errors import ConfigError, FolderBusy
 from skelcl.layouts import KINECT20, NTU25, SBU15
-from skelcl.store import (Preprocess, SkeletonDataset, atomic_write, bone_parents, load_cache, save_cache,
+from skelcl.store import (LOCK_NAME, Preprocess, SkeletonDataset, atomic_write, hold_folder, bone_parents, load_cache, save_cache,
                           scratch_path, to_canonical)
 
 
@@ -242,6 +242,35 @@ def test_scratch_files_are_private_to_their_process_and_leave_nothing_behind(tmp
     finally:
         live.kill()
         live.wait()
+
+
+def test_a_run_folder_is_held_by_one_process_at_a_time(tmp_path, folder_holder):
+    """hold_folder: re-entrant in its process, refused to another while held (naming the holder), free
+    again once the holder is killed (SIGKILL: the system drops the hold), nothing left behind."""
+    folder = tmp_path / "run"
+    with hold_folder(folder) as held:
+        assert held == folder and f"pid {os.getpid()}," in (folder / LOCK_NAME).read_text()
+        with hold_folder(folder):  # the same process again (a run that trains, then evaluates)
+            pass
+        assert (folder / LOCK_NAME).exists()
+        (folder / "checkpoint.pt").write_text("mine")
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.pt"]
+    with pytest.raises(RuntimeError):  # a run refused before it wrote anything leaves no folder
+        with hold_folder(tmp_path / "refused"):
+            raise RuntimeError("refused")
+    assert not (tmp_path / "refused").exists()
+
+    other = folder_holder(folder)
+    with pytest.raises(FolderBusy, match=f"pid {other.pid},.*another --out"):
+        with hold_folder(folder):
+            pass
+    assert (folder / "checkpoint.pt").read_text() == "mine"
+    other.kill()
+    other.wait()
+    assert (folder / LOCK_NAME).exists()  # its file stays, its hold does not
+    with hold_folder(folder):
+        assert f"pid {os.getpid()}," in (folder / LOCK_NAME).read_text()
+    assert not (folder / LOCK_NAME).exists()
 
 
 def _copies_dataset() -> SkeletonDataset:

@@ -13,7 +13,7 @@ from skelcl.config import ProbeConfig, load_config
 from skelcl.contrast import ContrastiveLearner
 from skelcl.layouts import custom_layout
 from skelcl.store import SkeletonDataset
-from skelcl.errors import ConfigError, ScheduleWarning
+from skelcl.errors import ConfigError, FolderBusy, ScheduleWarning
 from skelcl.probe import linear_eval
 from skelcl.train import (Pretrainer, TrainingDiverged, build_schedule, check_resume, load_checkpoint, group_ids,
                           partner_table, pretrain, read_checkpoint, train_indices)
@@ -43,6 +43,21 @@ def tiny_config(**extra):
                  "augment=[reverse, {shear: {amplitude: 0.3}}]"]
     overrides += [f"{k}={v}" for k, v in extra.items()]
     return load_config(None, overrides)
+
+
+def test_a_run_folder_in_use_by_another_process_is_refused(tmp_path, folder_holder, capsys):
+    """The same run started twice would train twice into one folder (each resuming, saving over the
+    other): the second is refused, from Python and from the CLI, and the first's files are untouched."""
+    run = tmp_path / "run"
+    pretrain(tiny_config(**{"optim.epochs": 1}), run, dataset=tiny_dataset(), progress=False)
+    before = (run / "checkpoint.pt").read_bytes()
+    folder_holder(run)
+    with pytest.raises(FolderBusy, match="in use by another process"):
+        pretrain(tiny_config(**{"optim.epochs": 2}), run, dataset=tiny_dataset(), progress=False, resume=True)
+    assert main(["pretrain", "synthetic", "--out", str(run), "--set", "optim.epochs=1"]) == 2
+    err = capsys.readouterr().err
+    assert "in use by another process" in err and "Traceback" not in err
+    assert (run / "checkpoint.pt").read_bytes() == before
 
 
 def test_short_pretraining_lowers_loss_and_writes_run_files(tmp_path):
