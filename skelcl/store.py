@@ -439,6 +439,35 @@ LOCK_NAME = ".skelcl.lock"
 _held: dict[str, int] = {}  # folders this process holds -> nesting depth
 
 
+def _take_lock(folder: Path) -> int | None:
+    """An open descriptor of ``folder/.skelcl.lock`` holding its ``flock``; None where this system or
+    file system has no such locks. Raises :class:`FolderBusy` when another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    lock = folder / LOCK_NAME
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 4096).decode(errors="replace").strip() or "a process that is starting"
+            os.close(fd)
+            raise FolderBusy(f"{folder} is in use by another process ({holder}); two processes writing one run "
+                             "folder would mix their checkpoints. Wait for it to end, or give another --out") from None
+        except OSError:  # no locks on this file system (some network mounts): run unheld
+            os.close(fd)
+            lock.unlink(missing_ok=True)
+            return None
+        try:  # the file we hold must still be the folder's lock (a releasing holder unlinks it)
+            if os.path.samestat(os.fstat(fd), os.stat(lock)):
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
 @contextmanager
 def hold_folder(path: str | Path) -> Iterator[Path]:
     """Hold the run folder ``path`` (created) for this process while the block runs.
@@ -451,54 +480,29 @@ def hold_folder(path: str | Path) -> Iterator[Path]:
     included), so a killed run leaves nothing to clean up; the file records the holder's host, pid,
     start and command for the message, and is removed on release. Re-entrant within one process
     (``skelcl run`` trains, then evaluates into the same folder). A folder this call created is
-    removed again if it is still empty at the end (a run refused before writing leaves nothing). Where
-    ``fcntl`` does not exist (Windows) the folder is not held.
+    removed again if it is still empty at the end (a run refused before writing leaves nothing).
+    Where there are no such locks (Windows, some network file systems) the folder is not held.
     """
     folder = Path(path)
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     key = str(folder.resolve())
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        fcntl = None  # type: ignore[assignment]
-    if fcntl is None or key in _held:
-        _held[key] = _held.get(key, 0) + 1
-        try:
-            yield folder
-        finally:
-            _held[key] -= 1
-            if not _held[key]:
-                del _held[key]
-        return
-    lock = folder / LOCK_NAME
-    while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.read(fd, 4096).decode(errors="replace").strip() or "a process that is starting"
-            os.close(fd)
-            raise FolderBusy(f"{folder} is in use by another process ({holder}); two processes writing one run "
-                             "folder would mix their checkpoints. Wait for it to end, or give another --out") from None
-        try:  # the file we hold must still be the folder's lock (a releasing holder unlinks it)
-            same = os.path.samestat(os.fstat(fd), os.stat(lock))
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)
-    started = time.strftime("%Y-%m-%d %H:%M:%S")
-    command = " ".join(sys.argv)[:300]
-    os.ftruncate(fd, 0)
-    os.write(fd, f"host {socket.gethostname()}, pid {os.getpid()}, since {started}: {command}\n".encode())
-    _held[key] = 1
+    fd = None if key in _held else _take_lock(folder)
+    if fd is not None:
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"host {socket.gethostname()}, pid {os.getpid()}, since {started}: "
+                     f"{' '.join(sys.argv)[:300]}\n".encode())
+    _held[key] = _held.get(key, 0) + 1
     try:
         yield folder
     finally:
-        del _held[key]
-        lock.unlink(missing_ok=True)
-        os.close(fd)  # releases the flock
+        _held[key] -= 1
+        if not _held[key]:
+            del _held[key]
+        if fd is not None:
+            (folder / LOCK_NAME).unlink(missing_ok=True)
+            os.close(fd)  # releases the flock
         if created:
             try:
                 folder.rmdir()  # only if still empty

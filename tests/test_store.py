@@ -273,6 +273,20 @@ def test_a_run_folder_is_held_by_one_process_at_a_time(tmp_path, folder_holder):
     assert not (folder / LOCK_NAME).exists()
 
 
+def test_a_file_system_without_locks_runs_unheld(tmp_path, monkeypatch):
+    """flock failing for another reason than a holder (ENOLCK on some network mounts) is no refusal."""
+    import errno
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "no locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with hold_folder(tmp_path / "run"):
+        (tmp_path / "run" / "checkpoint.pt").write_text("x")
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["checkpoint.pt"]
+
+
 def _copies_dataset() -> SkeletonDataset:
     """Six one-person sequences; test sequence 4 is a copy of training sequence 1, test sequence 5 is
     a copy of 2 except for one padded frame's length (a different input, so not a copy)."""
