@@ -11,8 +11,8 @@ import pytest
 
 from skelcl.errors import ConfigError, FolderBusy
 from skelcl.layouts import KINECT20, NTU25, SBU15
-from skelcl.store import (LOCK_NAME, Preprocess, SkeletonDataset, atomic_write, hold_folder, bone_parents, load_cache, save_cache,
-                          scratch_path, to_canonical)
+from skelcl.store import (LOCK_NAME, Preprocess, SkeletonDataset, atomic_write, bone_parents, hold_folder, load_cache,
+                          save_cache, scratch_path, to_canonical)
 
 
 def _seq(t, m=1, v=25, seed=0):
