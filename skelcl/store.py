@@ -478,8 +478,8 @@ def hold_folder(path: str | Path) -> Iterator[Path]:
     refused instead (:class:`FolderBusy`, naming the holder). The hold is an ``fcntl.flock`` on
     ``path/.skelcl.lock``, which the system drops when its process ends however it ends (SIGKILL
     included), so a killed run leaves nothing to clean up; the file records the holder's host, pid,
-    start and command for the message, and is removed on release. Re-entrant within one process
-    (``skelcl run`` trains, then evaluates into the same folder). A folder this call created is
+    start and command for the message, and is removed on release. Re-entrant within one process (a
+    script may hold a folder around library calls that hold it again). A folder this call created is
     removed again if it is still empty at the end (a run refused before writing leaves nothing).
     Where there are no such locks (Windows, some network file systems) the folder is not held.
     """

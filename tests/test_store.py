@@ -250,7 +250,7 @@ def test_a_run_folder_is_held_by_one_process_at_a_time(tmp_path, folder_holder):
     folder = tmp_path / "run"
     with hold_folder(folder) as held:
         assert held == folder and f"pid {os.getpid()}," in (folder / LOCK_NAME).read_text()
-        with hold_folder(folder):  # the same process again (a run that trains, then evaluates)
+        with hold_folder(folder):  # the same process again (a script around library calls)
             pass
         assert (folder / LOCK_NAME).exists()
         (folder / "checkpoint.pt").write_text("mine")
