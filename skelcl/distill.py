@@ -921,8 +921,6 @@ def average_runs(runs: Sequence[str | Path], out_dir: str | Path, progress: bool
     if len(named) < 2:
         raise ConfigError(f"an average of weights needs at least two runs, got {len(named)}")
     out = Path(out_dir)
-    if (out / CHECKPOINT).exists():
-        raise ConfigError(f"{out} already holds a run ({CHECKPOINT}); give another --out")
     paths = list(named.values())
     states = [read_checkpoint(p) for p in paths]
     first, head = states[0], paths[0]
@@ -942,7 +940,7 @@ def average_runs(runs: Sequence[str | Path], out_dir: str | Path, progress: bool
     state = _averaged_checkpoint(states)
     state["averaged_from"] = [str(checkpoint_path(p).resolve()) for p in paths]
     learner, cfg = learner_from_state(state)
-    with hold_folder(out):  # another writer of this folder meanwhile is refused; one before us left a run
+    with hold_folder(out):  # refused while another process writes it; checked for a run once held
         if (out / CHECKPOINT).exists():
             raise ConfigError(f"{out} already holds a run ({CHECKPOINT}); give another --out")
         save_config(cfg, out / "config.yaml")

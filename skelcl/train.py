@@ -906,9 +906,7 @@ def _pretrain(cfg: Config, out: Path, resume: bool, progress: bool, dataset: Ske
     main = dist_info.main
     progress = progress and main
     ckpt_path = out / CHECKPOINT
-    ckpt: dict[str, Any] | None = None
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
+    ckpt: dict[str, Any] | None = None  # (rank 0's folder: made by pretrain's hold_folder)
     if resume:
         ckpt = _load_resume(out, dist_info)
         cfg = resumed_config(ckpt["config"], *moved)
