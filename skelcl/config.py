@@ -254,6 +254,15 @@ class DistillConfig:
         augmented batches. A soup re-estimates its average only (its students are the plain ones).
         On N-UCLA it does not help: the soup of four 90.9 and 89.4 against 91.2 and 89.7 on seeds 0
         and 1, the plain student 88.4 and 89.2 against 89.0 and 89.4 (docs/RESULTS.md, "Thirtieth round").
+    dense: 0 = the regression of the pooled readout alone; > 0 = add, with this weight, a per-step
+        regression: each teacher's hidden states (not only their pooling) are resampled onto
+        ``dense_steps`` evenly spaced points of the sequence, standardised like the pooled targets
+        (group mean included), and a second linear head asks the student's states, resampled the
+        same way, for them, step by step. The student is then told *when* its teachers see what,
+        not only their summary over the sequence. Needs an augmentation that keeps time in place
+        (no ``reverse`` or ``crop``); not with ``contrast``, ``mixup`` or ``consistent``.
+    dense_steps: the number of points of that common time grid (an LSTM teacher has one state per
+        frame, a strided graph encoder one per few frames; both are resampled onto it).
     """
 
     teachers: list[str] = field(default_factory=list)
@@ -270,6 +279,8 @@ class DistillConfig:
     soup_vary: list[Any] = field(default_factory=list)
     whiten: float = 0.0
     recompute_bn: bool = False
+    dense: float = 0.0
+    dense_steps: int = 15
 
 
 @dataclass

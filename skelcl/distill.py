@@ -190,6 +190,70 @@ def group_average(targets: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     return sums[groups] / counts[groups, None]
 
 
+TIME_MOVING = ("reverse", "crop")  # augmentations after which a state no longer sits at its frame's time
+
+
+def state_lengths(encoder: nn.Module, lengths: torch.Tensor) -> torch.Tensor:
+    """(B,) frame counts -> (B,) valid hidden states of ``encoder``: one per frame for a recurrent
+    encoder, ceil(len / s) through each strided block of a graph encoder (at least 1)."""
+    cur = lengths
+    for s in getattr(encoder, "strides", ()):
+        cur = torch.div(cur + int(s) - 1, int(s), rounding_mode="floor")
+    return cur.clamp(min=1)
+
+
+def state_grid(states: torch.Tensor, valid: torch.Tensor, steps: int) -> torch.Tensor:
+    """(B, T', E) states, of which the first ``valid`` (B,) are real -> (B, steps, E).
+
+    Each sequence's valid states are linearly resampled onto ``steps`` evenly spaced points (the
+    centres of ``steps`` equal slices of its valid span, as ``F.interpolate(align_corners=False)``
+    places them), so that encoders of different temporal resolution line up step for step.
+    Differentiable in ``states``; the padding past ``valid`` is never read."""
+    b, _, e = states.shape
+    v = valid.to(states.device, states.dtype).clamp(min=1)[:, None]  # (B, 1)
+    j = torch.arange(steps, device=states.device, dtype=states.dtype)[None, :]  # (1, steps)
+    pos = ((j + 0.5) * v / steps - 0.5).clamp(min=0)
+    pos = torch.minimum(pos, v - 1)  # (B, steps) in [0, valid - 1]
+    lo = pos.floor()
+    w = (pos - lo)[..., None]
+    lo = lo.long()
+    hi = torch.minimum(lo + 1, (v - 1).long())
+    take = lambda idx: states.gather(1, idx[..., None].expand(b, steps, e))  # noqa: E731
+    return take(lo) * (1 - w) + take(hi) * w
+
+
+def teacher_states(loaded: Sequence[Teacher], steps: int, device: torch.device, batch: int = 256,
+                   progress: bool = False) -> np.ndarray:
+    """The per-step targets of ``distill.dense``: each teacher's query-encoder hidden states of its
+    raw sequences (``t.ds[t.rows]``, in the run's order) on a grid of ``steps`` points
+    (:func:`state_grid`), standardised per dimension over every sequence and step and weighted
+    like :func:`teacher_targets` (each teacher the same total variance, a dimension unit variance
+    on average), concatenated: (n, steps, D) float32."""
+    blocks: list[np.ndarray] = []
+    for t in loaded:
+        enc = t.learner.encoder_q
+        parts = []
+        idx = np.arange(len(t.rows))
+        chunks = range(0, len(idx), batch)
+        if progress:
+            from tqdm import tqdm
+
+            chunks = tqdm(chunks, desc="teacher states", leave=False, dynamic_ncols=True)
+        with torch.no_grad():
+            for s in chunks:
+                rows = t.rows[s:s + batch]
+                xb = torch.as_tensor(t.ds.x[rows]).to(device)
+                lb = torch.as_tensor(t.ds.lengths[rows]).to(device)
+                out = enc(xb, lb)
+                parts.append(state_grid(out.states.float(), state_lengths(enc, lb), steps).cpu().numpy())
+        f = np.concatenate(parts)  # (n, steps, E_t)
+        flat = f.reshape(-1, f.shape[-1])
+        f = (f - flat.mean(0)) / (flat.std(0) + 1e-6)
+        blocks.append(f / np.sqrt(f.shape[-1]))
+    out_np = np.concatenate(blocks, -1).astype(np.float32)
+    return out_np * np.float32(np.sqrt(out_np.shape[-1] / len(blocks)))
+
+
 def flatten_spectrum(targets: torch.Tensor, alpha: float) -> torch.Tensor:
     """(n, D) -> (n, D): the targets' principal directions rescaled so that singular value s becomes
     s^(1 - alpha), then everything scaled back to the same total variance.
@@ -337,6 +401,23 @@ def check_settings(cfg: Config) -> None:
                           "teachers' own features: set one of them")
     if weight and ema:
         raise ConfigError("distill.contrast and distill.ema both need the key encoder's slot: set one of them")
+    dense = float(cfg.distill.dense)
+    if not (dense >= 0.0 and np.isfinite(dense)):
+        raise ConfigError(f"distill.dense is a loss weight, >= 0 (0 = off), got {dense}")
+    if dense and int(cfg.distill.dense_steps) < 1:
+        raise ConfigError(f"distill.dense_steps is the number of points of the time grid, >= 1, "
+                          f"got {cfg.distill.dense_steps}")
+    if dense and (weight or mixup or consistent):
+        other = "contrast" if weight else "mixup" if mixup else "consistent"
+        raise ConfigError(f"distill.dense regresses the student's states onto the teachers' states of the raw "
+                          f"sequence: not with distill.{other}; set one of them")
+    if dense:
+        named = [i if isinstance(i, str) else next(iter(i), "") if isinstance(i, dict) else "" for i in cfg.augment]
+        moving = [n for n in named if n in TIME_MOVING]
+        if moving:
+            raise ConfigError(f"distill.dense matches the student's states to the teachers' step by step: the "
+                              f"augmentation must keep time in place, but it has {', '.join(moving)}; "
+                              f"drop it from augment")
     if cfg.distill.soup_vary and int(cfg.distill.soup) < 2:
         raise ConfigError("distill.soup_vary gives the students of a soup their own settings: it needs "
                           f"distill.soup >= 2, got {cfg.distill.soup}")
@@ -420,11 +501,20 @@ def _distill(cfg: Config, out: Path, resume: bool, progress: bool, dataset: Skel
                 raise ConfigError(f"distill.consistent: teacher {t.checkpoint} reads sequences of shape (T, M, V, C) "
                                   f"{tuple(t.ds.x.shape[1:])}, the student {tuple(ds.x.shape[1:])}; the augmentation "
                                   "draws cannot be shared")
+    dense, grid_steps = float(cfg.distill.dense), int(cfg.distill.dense_steps)
+    if dense and not loaded:
+        loaded = load_teachers(teachers, cfg, ds, rows)
     tgt_np, record = teacher_targets(loaded or teachers, cfg, ds, rows, progress=progress)
     targets = torch.from_numpy(tgt_np)
     raw = targets.to(device) if consistent else None  # each teacher's features of the raw sequence
+    dense_targets = torch.from_numpy(teacher_states(loaded, grid_steps, device, progress=progress)) if dense else None
     if cfg.distill.group_mean:
         targets = group_average(targets, group_ids(ds, rows))
+        if dense_targets is not None:  # the cameras' recordings of one performance on one time grid
+            shape = dense_targets.shape
+            dense_targets = group_average(dense_targets.reshape(shape[0], -1), group_ids(ds, rows)).reshape(shape)
+    if dense_targets is not None:
+        dense_targets = dense_targets.to(device)
     targets = flatten_spectrum(targets, whiten).to(device)
     sketch = target_sketch(targets)
     was = None if ckpt is None else ckpt["distill"].get("sketch")
@@ -446,7 +536,10 @@ def _distill(cfg: Config, out: Path, resume: bool, progress: bool, dataset: Skel
     partners = partner_table(ds, rows) if cross_view else None
     width = student.output_dim * (2 if rep == "cae_max" else 1)
     head = nn.Linear(width, targets.shape[1]).to(device)
-    trained = nn.ModuleList([student, head] + ([learner.head_q] if weight else []))
+    dense_head = nn.Linear(student.output_dim, dense_targets.shape[2]).to(device) if dense_targets is not None \
+        else None
+    trained = nn.ModuleList([student, head] + ([learner.head_q] if weight else []) +
+                            ([dense_head] if dense_head is not None else []))
     opt, sched = build_optimizer(cfg, trained)
     augment = build_augment(cfg.augment, joint_names=ds.layout.joints)
     log_pt = bank = None
@@ -464,6 +557,8 @@ def _distill(cfg: Config, out: Path, resume: bool, progress: bool, dataset: Skel
     if ckpt is not None:
         learner.load_state_dict(ckpt["learner"])
         head.load_state_dict(ckpt["distill"]["head"])
+        if dense_head is not None:
+            dense_head.load_state_dict(ckpt["distill"]["dense_head"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         metrics, start = list(ckpt["metrics"]), int(ckpt["epoch"])
@@ -481,6 +576,7 @@ def _distill(cfg: Config, out: Path, resume: bool, progress: bool, dataset: Skel
         loss_sum = torch.zeros((), device=device)
         nce_sum = torch.zeros((), device=device)
         rel_sum = torch.zeros((), device=device)
+        dense_sum = torch.zeros((), device=device)
         t1 = time.perf_counter()
         bar = None
         if progress:
@@ -517,6 +613,11 @@ def _distill(cfg: Config, out: Path, resume: bool, progress: bool, dataset: Skel
                 rel = relation_loss(z, sel_d, bank, log_pt, rtau)
                 rel_sum += rel.detach()
                 loss = loss + relation * rel
+            if dense_head is not None and dense_targets is not None:
+                grid = state_grid(outs[0].states, state_lengths(student, seen[1]), grid_steps)
+                per_step = nn.functional.mse_loss(dense_head(grid).float(), dense_targets[sel_d])
+                dense_sum += per_step.detach()
+                loss = loss + dense * per_step
             if nce is not None:
                 nce_sum += nce.detach()
                 loss = loss + weight * nce
@@ -543,6 +644,8 @@ def _distill(cfg: Config, out: Path, resume: bool, progress: bool, dataset: Skel
             row["infonce"] = float(nce_sum.item() / steps)
         if relation:  # loss = MSE + relation * KL
             row["relation"] = float(rel_sum.item() / steps)
+        if dense:  # loss = MSE + dense * per-step MSE
+            row["dense"] = float(dense_sum.item() / steps)
         metrics.append(row)
         if average is None and learner.encoder_k is not None and not weight:  # key readouts read the student too
             learner.encoder_k.load_state_dict(student.state_dict())
@@ -550,15 +653,18 @@ def _distill(cfg: Config, out: Path, resume: bool, progress: bool, dataset: Skel
             student.load_state_dict(average.state_dict())
         state = checkpoint_dict(cfg, epoch + 1, input_dim, n, learner, opt, sched, metrics)
         state["distill"] = {"head": head.state_dict(), "teachers": record, "sketch": sketch}
+        if dense_head is not None:
+            state["distill"]["dense_head"] = dense_head.state_dict()
         if bank is not None:
             state["distill"]["bank"] = bank.cpu()
         _atomic_save(state, out / CHECKPOINT)
         _write_metrics(out / "metrics.csv", metrics)
         if progress:
             terms = f"distillation MSE {mean_loss:.4f}"
-            if weight or relation:
+            if weight or relation or dense:
                 extra = ([f"InfoNCE {row['infonce']:.4f} x {weight:g}"] if weight else []) + \
-                    ([f"KL {row['relation']:.4f} x {relation:g}"] if relation else [])
+                    ([f"KL {row['relation']:.4f} x {relation:g}"] if relation else []) + \
+                    ([f"per-step MSE {row['dense']:.4f} x {dense:g}"] if dense else [])
                 terms = f"loss {mean_loss:.4f} ({' + '.join(extra)} + MSE)"
             print(f"epoch {epoch + 1:3d}/{cfg.optim.epochs}  {terms}  lr {lr:.4g}  "
                   f"{elapsed:.1f}s", flush=True)
@@ -570,11 +676,11 @@ def _distill(cfg: Config, out: Path, resume: bool, progress: bool, dataset: Skel
         who = f"{len(teachers)} teacher{'' if len(teachers) == 1 else 's'}"
         epochs, loss = [r["epoch"] for r in metrics], [r["loss"] for r in metrics]
         curves = None
-        terms = {k: w for k, w in (("infonce", weight), ("relation", relation)) if w}
+        terms = {k: w for k, w in (("infonce", weight), ("relation", relation), ("dense", dense)) if w}
         if terms and all(k in r for r in metrics for k in terms):  # the terms beside their sum
             parts = {k: [r[k] for r in metrics] for k in terms}
             mse = [a - sum(w * parts[k][i] for k, w in terms.items()) for i, a in enumerate(loss)]
-            names = {"infonce": "InfoNCE", "relation": "relational KL"}
+            names = {"infonce": "InfoNCE", "relation": "relational KL", "dense": "per-step MSE"}
             curves = {"total": (epochs, loss), "MSE to the teachers": (epochs, mse),
                       **{f"{names[k]} (weight {w:g})": (epochs, parts[k]) for k, w in terms.items()}}
         plot_loss_curve(epochs, loss, out / "loss.png", title=f"{cfg.name}: distillation ({who})", curves=curves,
@@ -683,6 +789,8 @@ def _averaged_checkpoint(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
     state["learner"] = _average_states([s["learner"] for s in states])
     if "distill" in state:
         state["distill"]["head"] = _average_states([s["distill"]["head"] for s in states])
+        if "dense_head" in state["distill"]:
+            state["distill"]["dense_head"] = _average_states([s["distill"]["dense_head"] for s in states])
     return state
 
 

@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from skelcl.cli import main
 from skelcl.config import load_config
 from skelcl.augment import build_augment
 from skelcl.distill import (check_teachers, distill, flatten_spectrum, group_average, load_teachers, mix_batch,
-                            relation_loss, relation_targets, teacher_targets, teachers_on)
+                            relation_loss, relation_targets, state_grid, state_lengths, teacher_states,
+                            teacher_targets, teachers_on)
 from skelcl.probe import encode
 from skelcl.errors import ConfigError
 from skelcl.train import BatchSource, TrainingDiverged, load_checkpoint, load_data, pretrain, train_indices
@@ -608,3 +610,60 @@ def test_recomputed_batchnorm_statistics_for_a_student_and_a_soup_leave_the_weig
     learner, saved = load_checkpoint(reuse)
     assert saved.distill.recompute_bn and saved.distill.soup == 2
     check(learner.encoder_q, load_checkpoint(tmp_path / "soup")[0].encoder_q)
+
+
+def test_state_grid_resamples_each_sequences_valid_states_as_interpolate_does():
+    gen = torch.Generator().manual_seed(0)
+    states = torch.randn(3, 12, 4, generator=gen)
+    valid = torch.tensor([12, 5, 1])
+    got = state_grid(states, valid, 6)
+    for b, v in enumerate(valid.tolist()):
+        want = F.interpolate(states[b:b + 1, :v].transpose(1, 2), size=6, mode="linear", align_corners=False)
+        assert torch.allclose(got[b], want[0].T, atol=1e-6)
+    garbage = states.clone()
+    garbage[1, 5:] = 1e6  # past the valid states: never read
+    assert torch.equal(state_grid(garbage, valid, 6), got)
+    assert torch.allclose(state_grid(states, valid, 12)[0], states[0])  # as many points as states: the states
+
+
+def test_state_lengths_follow_a_graph_encoders_strides_and_a_recurrent_encoders_frames():
+    graph = torch.nn.Module()
+    graph.strides = [2, 1, 2]
+    assert state_lengths(graph, torch.tensor([60, 7, 1, 0])).tolist() == [15, 2, 1, 1]
+    assert state_lengths(torch.nn.Module(), torch.tensor([60, 7, 0])).tolist() == [60, 7, 1]
+
+
+def test_per_step_targets_give_each_teacher_equal_weight_and_unit_mean_variance(teachers):
+    cfg = load_config("synthetic", SMALL)
+    ds = load_data(cfg)
+    rows = train_indices(ds, cfg.data.protocol, cfg.data.pretrain_on)
+    loaded = load_teachers(teachers, cfg, ds, rows)
+    tgt = teacher_states(loaded, 5, torch.device("cpu"), batch=7)  # batches that do not divide the rows
+    dims = [t.learner.encoder_q.output_dim for t in loaded]
+    assert tgt.shape == (len(rows), 5, sum(dims))
+    flat = tgt.reshape(-1, tgt.shape[-1])
+    assert np.allclose(flat.mean(0), 0.0, atol=1e-4) and flat.var(0).mean() == pytest.approx(1.0, rel=1e-3)
+    first = flat[:, :dims[0]]
+    assert (first ** 2).sum(1).mean() == pytest.approx((flat ** 2).sum(1).mean() / 2, rel=1e-3)
+    # the first teacher's block is its own states on the grid, standardised per dimension
+    t = loaded[0]
+    x, lengths = torch.as_tensor(t.ds.x[t.rows[:3]]), torch.as_tensor(t.ds.lengths[t.rows[:3]])
+    with torch.no_grad():
+        out = t.learner.encoder_q(x, lengths)
+    grid = state_grid(out.states, state_lengths(t.learner.encoder_q, lengths), 5).numpy()
+    for d in range(3):  # an affine map per dimension: perfectly correlated with the raw states
+        assert np.corrcoef(tgt[:3, :, d].ravel(), grid[..., d].ravel())[0, 1] > 0.999
+
+
+def test_the_per_step_term_is_logged_changes_the_training_resumes_and_refuses_what_moves_time(teachers, tmp_path):
+    over = STUDENT + [f"distill.teachers=[{teachers[0]}, {teachers[1]}]", "augment=[shear]"]
+    _changes_the_training_and_resumes(over, "distill.dense=1.0", tmp_path)
+    saved = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
+    w = saved["distill"]["dense_head"]["weight"]
+    assert w.shape == (32 + 32, 32)  # (the teachers' state widths, the student's)
+    header = (tmp_path / "whole" / "metrics.csv").read_text().splitlines()[0]
+    assert "dense" in header and (tmp_path / "whole" / "loss.png").stat().st_size > 0
+    bad = {"distill.dense=-1": "loss weight", "distill.dense=1,distill.dense_steps=0": "time grid",
+           "distill.dense=1,distill.mixup=0.4": "distill.mixup",
+           "distill.dense=1,augment=[reverse]": "keep time in place"}
+    _refused(over, bad, tmp_path)
