@@ -1001,7 +1001,8 @@ def soup(cfg: Config, out_dir: str | Path, progress: bool = True, dataset: Skele
               ([r["epoch"] for r in s["metrics"]], [r["loss"] for r in s["metrics"]]) for j, s in enumerate(states)}
     plot_loss_curve([r["epoch"] for r in metrics], [r["loss"] for r in metrics], out / "loss.png",
                     title=f"{final.name}: a soup of {k} students (branched at epoch {branch})", curves=curves,
-                    ylabel="loss" if final.distill.contrast or final.distill.relation else "MSE to the teachers",
+                    ylabel="loss" if final.distill.contrast or final.distill.relation or final.distill.dense
+                    else "MSE to the teachers",
                     marks={f"branch (epoch {branch})": branch})
     if progress:
         print(f"soup: the run's encoder is the average of {k} students' weights ({out / CHECKPOINT})", flush=True)
