@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from skelcl.cli import main
 from skelcl.config import load_config
 from skelcl.augment import build_augment
-from skelcl.distill import (check_teachers, distill, flatten_spectrum, group_average, load_teachers, mix_batch,
-                            relation_loss, relation_targets, state_grid, state_lengths, teacher_states,
-                            teacher_targets, teachers_on)
+from skelcl.distill import (_averaged_checkpoint, check_teachers, distill, flatten_spectrum, group_average,
+                            load_teachers, mix_batch, relation_loss, relation_targets, state_grid, state_lengths,
+                            teacher_states, teacher_targets, teachers_on)
 from skelcl.probe import encode
 from skelcl.errors import ConfigError
 from skelcl.train import BatchSource, TrainingDiverged, load_checkpoint, load_data, pretrain, train_indices
@@ -667,3 +667,14 @@ def test_the_per_step_term_is_logged_changes_the_training_resumes_and_refuses_wh
            "distill.dense=1,distill.mixup=0.4": "distill.mixup",
            "distill.dense=1,augment=[reverse]": "keep time in place"}
     _refused(over, bad, tmp_path)
+
+
+def test_a_soups_average_takes_the_per_step_head_with_the_rest():
+    def state(v: float) -> dict:
+        return {"learner": {"w": torch.full((2,), v)},
+                "distill": {"head": {"weight": torch.full((3, 2), v)}, "dense_head": {"weight": torch.full((4, 2), v)}}}
+
+    avg = _averaged_checkpoint([state(1.0), state(2.0), state(6.0)])
+    assert torch.equal(avg["learner"]["w"], torch.full((2,), 3.0))
+    assert torch.equal(avg["distill"]["head"]["weight"], torch.full((3, 2), 3.0))
+    assert torch.equal(avg["distill"]["dense_head"]["weight"], torch.full((4, 2), 3.0))
