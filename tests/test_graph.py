@@ -108,7 +108,8 @@ def test_bone_input_appends_joint_minus_parent_and_its_velocity():
     with pytest.raises(SettingError, match="bone_input"):
         build_encoder(9, load_config(None, ["model.bone_input=true"]).model)
     # a joint listed as the child of two joints (pairs written parent-first) has no one bone vector
-    with pytest.raises(SettingError, match=r"joint 1 is listed as the child of both 2 and 0; give model.graph as \[child, parent\]"):
+    listed_twice = r"joint 1 is listed as the child of both 2 and 0; give model.graph as \[child, parent\]"
+    with pytest.raises(SettingError, match=listed_twice):
         GraphEncoder(9, [(1, 2), (1, 0)], 3, channels=[4], strides=[1], kernel=3, bone_input=True)
     GraphEncoder(9, [(1, 2), (1, 0)], 3, channels=[4], strides=[1], kernel=3)  # the convolution alone reads edges
 

@@ -178,8 +178,8 @@ def test_graph_bones_left_to_the_layout_and_moved_teachers_on_resume_are_not_ano
     flipped = ["model.encoder=gcn", "model.graph=[[0,1],[1,2]]"]
     assert config_conflicts(saved, load_config(None, flipped)) == []
     bones_saved = load_config(None, [*flipped[:1], "model.graph=[[1,0],[2,1]]", "model.bone_input=true"]).to_dict()
-    assert [d.split(":")[0] for d in config_conflicts(bones_saved, load_config(None, [*flipped, "model.bone_input=true"]))] \
-        == ["model.graph"]
+    conflicts = config_conflicts(bones_saved, load_config(None, [*flipped, "model.bone_input=true"]))
+    assert [d.split(":")[0] for d in conflicts] == ["model.graph"]
     taught = load_config(None, ["distill.teachers=[/a, /b]"]).to_dict()
     elsewhere = load_config(None, ["distill.teachers=[/c, /d]"])
     assert config_conflicts(taught, elsewhere, moved_teachers=True) == []  # a resume: their targets are checked
