@@ -18,6 +18,9 @@ teachers also run on that very input each step and the target moves by the chang
 features (:func:`teachers_on`). With ``distill.relation`` a KL term asks the student's readout to
 keep the teachers' neighbourhoods: each sequence's softmax over its similarities to the others
 (:func:`relation_targets`, :func:`relation_loss`, against a memory bank of the student's readouts).
+With ``distill.dense`` a second linear head also asks the student's hidden states for the teachers'
+hidden states step by step, both resampled onto one time grid (:func:`state_grid`,
+:func:`teacher_states`).
 
 Targets (:func:`teacher_targets`): each teacher's frozen features of the raw sequence (its own
 data config and probe readout, as its linear probe reads it), standardised per dimension, scaled so
@@ -233,8 +236,7 @@ def teacher_states(loaded: Sequence[Teacher], steps: int, device: torch.device, 
     for t in loaded:
         enc = t.learner.encoder_q
         parts = []
-        idx = np.arange(len(t.rows))
-        chunks = range(0, len(idx), batch)
+        chunks = range(0, len(t.rows), batch)
         if progress:
             from tqdm import tqdm
 
