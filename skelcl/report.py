@@ -136,3 +136,91 @@ def bounded_slug(text: str, fallback: str, fill: str = "-", keep: str = "") -> s
     if len(slug) > 120:
         slug = slug[:100] + "-" + hashlib.sha1(text.encode()).hexdigest()[:8]
     return slug
+
+
+def read_results(path: str | Path) -> dict:
+    """A ``results.json`` (or a run / evaluation folder holding one) with a linear evaluation's
+    confusion matrix and class names, as :func:`compare_results` needs it. Raises ConfigError
+    naming the path and what is missing."""
+    import json
+
+    from .errors import ConfigError
+
+    p = Path(path)
+    f = p / "results.json" if p.is_dir() else p
+    if not f.is_file():
+        raise ConfigError(f"{path}: no results.json there (give a run folder, an evaluation folder or the file)")
+    try:
+        res = json.loads(f.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{f}: not a readable results.json ({exc})") from None
+    lin = res.get("linear") if isinstance(res, dict) else None
+    if not isinstance(lin, dict) or "confusion" not in lin or "class_names" not in res:
+        raise ConfigError(f"{f}: holds no linear evaluation with its confusion matrix (run `skelcl evaluate "
+                          "RUN --protocol linear`)")
+    return res
+
+
+def compare_results(paths: Sequence[str | Path], labels: Sequence[str] | None = None, top: int = 3) -> str:
+    """Several evaluations of one dataset and split side by side, as markdown: the overall figures
+    (linear top-1, without the test copies where counted, kNN), each class's linear accuracy with
+    its difference to the first evaluation, and each one's most frequent confusions.
+
+    Why: two runs a point apart overall can differ by ten points on one class; which classes a
+    change helps or hurts is what says why. Evaluations of other classes are refused.
+
+    Args:
+        paths: results.json files or folders holding one (the first is the reference).
+        labels: a column name per evaluation (default: the paths as given).
+        top: how many of each evaluation's largest off-diagonal confusion counts to list.
+    """
+    from .errors import ConfigError
+
+    if len(paths) < 2:
+        raise ConfigError(f"compare needs two or more evaluations, got {len(paths)}")
+    if top < 1:
+        raise ConfigError(f"top (the confusions listed per evaluation) must be at least 1, got {top}")
+    labels = [str(p) for p in paths] if labels is None else list(labels)
+    if len(labels) != len(paths):
+        raise ConfigError(f"{len(labels)} labels for {len(paths)} evaluations")
+    res = [read_results(p) for p in paths]
+    names = list(res[0]["class_names"])
+    for p, r in zip(paths[1:], res[1:]):
+        if list(r["class_names"]) != names:
+            raise ConfigError(f"{p}: its classes ({len(r['class_names'])}: {', '.join(r['class_names'][:3])}, ...) "
+                              f"are not those of {paths[0]} ({len(names)}: {', '.join(names[:3])}, ...); compare "
+                              "evaluations of one dataset and split")
+    cms = [np.asarray(r["linear"]["confusion"], dtype=float) for r in res]
+    for p, cm in zip(paths, cms):
+        if cm.shape != (len(names), len(names)):
+            raise ConfigError(f"{p}: a {cm.shape} confusion matrix for {len(names)} classes")
+    if any(int(cm.sum()) != int(cms[0].sum()) or not np.array_equal(cm.sum(1), cms[0].sum(1)) for cm in cms[1:]):
+        raise ConfigError("the evaluations were not made on the same test sequences (their classes' test counts "
+                          "differ); compare evaluations of one split")
+
+    def cell(block: dict | None, key: str) -> str:
+        v = (block or {}).get(key)
+        return "—" if v is None else f"{float(v):.1f}"
+
+    overall = [[lab, cell(r["linear"], "top1"), cell(r["linear"], "top1_without_copies"), cell(r.get("knn"), "top1")]
+               for lab, r in zip(labels, res)]
+    parts = ["## Overall", "", markdown_table(["evaluation", "linear top-1 %", "without the test copies",
+                                                "kNN top-1 %"], overall), ""]
+    counts = cms[0].sum(1)
+    acc = [100 * np.diag(cm) / np.maximum(counts, 1) for cm in cms]
+    rows = []
+    for c, name in enumerate(names):
+        row: list[object] = [name, int(counts[c]), f"{acc[0][c]:.1f}"]
+        row += [f"{a[c]:.1f} ({a[c] - acc[0][c]:+.1f})" for a in acc[1:]]
+        rows.append(row)
+    header = ["class", "test sequences", labels[0]] + [f"{lab} (vs the first)" for lab in labels[1:]]
+    parts += ["## Linear accuracy per class", "", markdown_table(header, rows), "",
+              f"## Most frequent confusions (top {top}: count, true -> predicted)", ""]
+    for lab, cm in zip(labels, cms):
+        off = cm.copy()
+        np.fill_diagonal(off, 0)
+        order = np.argsort(-off, axis=None, kind="stable")[:top]
+        pairs = [f"{int(off.flat[i])} {names[i // len(names)]} -> {names[i % len(names)]}" for i in order
+                 if off.flat[i] > 0]
+        parts.append(f"- {lab}: " + ("; ".join(pairs) if pairs else "none"))
+    return "\n".join(parts) + "\n"

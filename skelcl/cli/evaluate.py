@@ -114,6 +114,19 @@ def _average(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..report import compare_results
+
+    table = compare_results(args.results, labels=args.label or None, top=args.top)
+    print(table, end="")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(table)
+    return 0
+
+
 def _distill(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -241,6 +254,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="the new run folder")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_average)
+
+    p = sub.add_parser("compare", help="evaluations of one dataset side by side: overall figures, each class's "
+                                       "linear accuracy against the first, the most frequent confusions")
+    p.add_argument("results", nargs="+", metavar="RESULTS",
+                   help="two or more results.json files, or run / evaluation folders holding one (the first is "
+                        "the reference)")
+    p.add_argument("--label", action="append", default=[], metavar="NAME",
+                   help="a column name per evaluation, in order (repeat it; default: the paths)")
+    p.add_argument("--top", type=int, default=3, help="confusions listed per evaluation (default 3)")
+    p.add_argument("--out", default=None, metavar="FILE.md", help="also write the markdown there")
+    p.set_defaults(func=_compare)
 
     p = sub.add_parser("demo", help="the main job: pretrain + evaluate on the embedded synthetic set (~1-3 min)")
     p.add_argument("--out", default="runs/demo")
