@@ -261,7 +261,7 @@ class DistillConfig:
         same way, for them, step by step. The student is then told *when* its teachers see what,
         not only their summary over the sequence. Needs an augmentation that keeps time in place
         (no ``reverse`` or ``crop``); not with ``contrast``, ``mixup`` or ``consistent``.
-        On N-UCLA it lowers the student at every setting tried: 87.1 at 1.0 and 88.5 at 0.1 (15 steps),
+        On N-UCLA it lowers the student on average at every setting tried: 87.1 at 1.0 and 88.5 at 0.1 (15 steps),
         87.3 at 1.0 on 3 steps, against 89.2 without it (mean of seeds 0 and 1; docs/RESULTS.md,
         "Thirty-sixth round").
     dense_steps: the number of points of that common time grid (an LSTM teacher has one state per
