@@ -161,7 +161,32 @@ def read_results(path: str | Path) -> dict:
     return res
 
 
-def compare_results(paths: Sequence[str | Path], labels: Sequence[str] | None = None, top: int = 3) -> str:
+def plot_class_accuracy(class_names: Sequence[str], accuracies: Sequence[np.ndarray], labels: Sequence[str],
+                        path: str | Path, title: str = "linear accuracy per class") -> Path:
+    """Grouped horizontal bars: each class's accuracy (%) under each evaluation, one colour per
+    evaluation, the classes top to bottom in their order."""
+    plt = _plt()
+    n, k = len(class_names), len(accuracies)
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.14 * n * max(k, 2)), dpi=110)
+    height = 0.8 / k
+    y = np.arange(n)
+    for i, (acc, lab) in enumerate(zip(accuracies, labels)):
+        ax.barh(y - 0.4 + height * (i + 0.5), acc, height=height, label=lab)
+    ax.set_yticks(y, list(class_names), fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("top-1 % of the class's test sequences")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, bbox_inches="tight")  # the legend sits right of the axes
+    plt.close(fig)
+    return Path(path)
+
+
+def compare_results(paths: Sequence[str | Path], labels: Sequence[str] | None = None, top: int = 3,
+                    plot: str | Path | None = None) -> str:
     """Several evaluations of one dataset and split side by side, as markdown: the overall figures
     (linear top-1, without the test copies where counted, kNN), each class's linear accuracy with
     its difference to the first evaluation, and each one's most frequent confusions.
@@ -173,6 +198,8 @@ def compare_results(paths: Sequence[str | Path], labels: Sequence[str] | None = 
         paths: results.json files or folders holding one (the first is the reference).
         labels: a column name per evaluation (default: the paths as given).
         top: how many of each evaluation's largest off-diagonal confusion counts to list.
+        plot: also draw each class's accuracy under each evaluation there (a PNG,
+            :func:`plot_class_accuracy`).
     """
     from .errors import ConfigError
 
@@ -223,4 +250,7 @@ def compare_results(paths: Sequence[str | Path], labels: Sequence[str] | None = 
         pairs = [f"{int(off.flat[i])} {names[i // len(names)]} -> {names[i % len(names)]}" for i in order
                  if off.flat[i] > 0]
         parts.append(f"- {lab}: " + ("; ".join(pairs) if pairs else "none"))
+    if plot is not None:
+        Path(plot).parent.mkdir(parents=True, exist_ok=True)
+        plot_class_accuracy(names, acc, labels, plot)
     return "\n".join(parts) + "\n"

@@ -65,3 +65,18 @@ def test_compare_refuses_other_classes_other_splits_and_what_it_cannot_read(tmp_
     assert "are not those of" in capsys.readouterr().err
     assert main(["compare", str(a), str(a), "--label", "one", "--label", "two", "--out", str(tmp_path / "c.md")]) == 0
     assert "| two | 100.0 |" in capsys.readouterr().out and "| two | 100.0 |" in (tmp_path / "c.md").read_text()
+
+
+def test_compare_draws_each_class_accuracy_as_bars(tmp_path):
+    """``plot`` writes a PNG; other accuracies give other bars on the same canvas."""
+    import matplotlib.image as mpimg
+
+    from skelcl.report import compare_results
+
+    names = ["wave", "kick"]
+    a = _results(tmp_path / "a", [[4, 0], [0, 4]], names, 100.0)
+    b = _results(tmp_path / "b", [[1, 3], [0, 4]], names, 62.5)
+    compare_results([a, a], labels=["x", "y"], plot=tmp_path / "same.png")
+    compare_results([a, b], labels=["x", "y"], plot=tmp_path / "figs" / "other.png")  # its folder is made
+    same, other = mpimg.imread(tmp_path / "same.png"), mpimg.imread(tmp_path / "figs" / "other.png")
+    assert same.shape == other.shape and (abs(same - other) > 0.1).any()

@@ -119,7 +119,7 @@ def _compare(args: argparse.Namespace) -> int:
 
     from ..report import compare_results
 
-    table = compare_results(args.results, labels=args.label or None, top=args.top)
+    table = compare_results(args.results, labels=args.label or None, top=args.top, plot=args.plot)
     print(table, end="")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -264,6 +264,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a column name per evaluation, in order (repeat it; default: the paths)")
     p.add_argument("--top", type=int, default=3, help="confusions listed per evaluation (default 3)")
     p.add_argument("--out", default=None, metavar="FILE.md", help="also write the markdown there")
+    p.add_argument("--plot", default=None, metavar="FILE.png", help="also draw each class's accuracy as bars there")
     p.set_defaults(func=_compare)
 
     p = sub.add_parser("demo", help="the main job: pretrain + evaluate on the embedded synthetic set (~1-3 min)")
