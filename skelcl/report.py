@@ -1,4 +1,5 @@
-"""Figures and tables of results: loss curves, t-SNE, confusion matrices, markdown tables."""
+"""Figures and tables of results: loss curves, t-SNE, confusion matrices, markdown tables, and several
+evaluations compared class by class (`skelcl compare`)."""
 
 from __future__ import annotations
 
