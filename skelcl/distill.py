@@ -172,17 +172,22 @@ def teacher_targets(teachers: Sequence[str | Path | Teacher], cfg: Config, ds: S
         feats.append(encode(t.learner, t.ds.x, t.ds.lengths, p.representation, device=device, index=t.rows,
                             person_symmetric=p.person_symmetric, both_directions=p.both_directions,
                             progress=progress))
-    blocks: list[np.ndarray] = []
-    for f in feats:
-        f = (f - f.mean(0)) / (f.std(0) + 1e-6)
-        blocks.append(f / np.sqrt(f.shape[1]))
-    targets = np.concatenate(blocks, 1).astype(np.float32)
-    overall = np.sqrt(targets.shape[1] / len(blocks))
-    targets *= overall
+    targets, overall = equal_weight(feats)
     for t, f in zip(loaded, feats):  # the same map, for features computed later (distill.consistent)
         t.mean = torch.from_numpy(f.mean(0)).to(device)
         t.scale = torch.from_numpy((overall / ((f.std(0) + 1e-6) * np.sqrt(f.shape[1]))).astype(np.float32)).to(device)
     return targets, [t.record for t in loaded]
+
+
+def equal_weight(feats: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
+    """k teachers' (n, E_t) features -> ((n, D) float32 targets, the overall factor): each block
+    standardised per dimension and scaled by sqrt(D / (k E_t)), so each teacher carries the same
+    total variance and a dimension unit variance on average, then concatenated."""
+    blocks = [((f - f.mean(0)) / (f.std(0) + 1e-6)) / np.sqrt(f.shape[1]) for f in feats]
+    targets = np.concatenate(blocks, 1).astype(np.float32)
+    overall = np.sqrt(targets.shape[1] / len(blocks))
+    targets *= overall
+    return targets, float(overall)
 
 
 def group_average(targets: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
@@ -230,9 +235,9 @@ def teacher_states(loaded: Sequence[Teacher], steps: int, device: torch.device, 
     """The per-step targets of ``distill.dense``: each teacher's query-encoder hidden states of its
     raw sequences (``t.ds[t.rows]``, in the run's order) on a grid of ``steps`` points
     (:func:`state_grid`), standardised per dimension over every sequence and step and weighted
-    like :func:`teacher_targets` (each teacher the same total variance, a dimension unit variance
-    on average), concatenated: (n, steps, D) float32."""
-    blocks: list[np.ndarray] = []
+    as :func:`teacher_targets` weights the pooled features (:func:`equal_weight`), concatenated:
+    (n, steps, D) float32."""
+    blocks: list[np.ndarray] = []  # each teacher's (n * steps, E_t) states
     for t in loaded:
         enc = t.learner.encoder_q
         parts = []
@@ -249,11 +254,9 @@ def teacher_states(loaded: Sequence[Teacher], steps: int, device: torch.device, 
                 out = enc(xb, lb)
                 parts.append(state_grid(out.states.float(), state_lengths(enc, lb), steps).cpu().numpy())
         f = np.concatenate(parts)  # (n, steps, E_t)
-        flat = f.reshape(-1, f.shape[-1])
-        f = (f - flat.mean(0)) / (flat.std(0) + 1e-6)
-        blocks.append(f / np.sqrt(f.shape[-1]))
-    out_np = np.concatenate(blocks, -1).astype(np.float32)
-    return out_np * np.float32(np.sqrt(out_np.shape[-1] / len(blocks)))
+        blocks.append(f.reshape(-1, f.shape[-1]))
+    targets, _ = equal_weight(blocks)
+    return targets.reshape(-1, steps, targets.shape[1])
 
 
 def flatten_spectrum(targets: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -414,8 +417,9 @@ def check_settings(cfg: Config) -> None:
         raise ConfigError(f"distill.dense regresses the student's states onto the teachers' states of the raw "
                           f"sequence: not with distill.{other}; set one of them")
     if dense:
-        named = [i if isinstance(i, str) else next(iter(i), "") if isinstance(i, dict) else "" for i in cfg.augment]
-        moving = [n for n in named if n in TIME_MOVING]
+        from .augment import build_augment
+
+        moving = [n for n in build_augment(cfg.augment).names if n in TIME_MOVING]
         if moving:
             raise ConfigError(f"distill.dense matches the student's states to the teachers' step by step: the "
                               f"augmentation must keep time in place, but it has {', '.join(moving)}; "
@@ -511,10 +515,11 @@ def _distill(cfg: Config, out: Path, resume: bool, progress: bool, dataset: Skel
     raw = targets.to(device) if consistent else None  # each teacher's features of the raw sequence
     dense_targets = torch.from_numpy(teacher_states(loaded, grid_steps, device, progress=progress)) if dense else None
     if cfg.distill.group_mean:
-        targets = group_average(targets, group_ids(ds, rows))
+        groups = group_ids(ds, rows)
+        targets = group_average(targets, groups)
         if dense_targets is not None:  # the cameras' recordings of one performance on one time grid
             shape = dense_targets.shape
-            dense_targets = group_average(dense_targets.reshape(shape[0], -1), group_ids(ds, rows)).reshape(shape)
+            dense_targets = group_average(dense_targets.reshape(shape[0], -1), groups).reshape(shape)
     if dense_targets is not None:
         dense_targets = dense_targets.to(device)
     targets = flatten_spectrum(targets, whiten).to(device)
