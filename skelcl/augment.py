@@ -20,8 +20,9 @@ The paper's text is the default; where the authors' released code differs in a d
 an option (``variant="released-code"`` or an explicit parameter). Defects of the released code
 (reverse moving padding to the front, noise added to padding and absent persons) are not copied.
 
-Beyond the paper: ``swap_persons`` (exchange persons 1 and 2), ``crop`` (temporal crop-resize) and
-``mirror`` (the body's left-right mirror image; its joint pairs come from the layout's joint names).
+Beyond the paper: ``swap_persons`` (exchange persons 1 and 2), ``crop`` (temporal crop-resize),
+``mirror`` (the body's left-right mirror image; its joint pairs come from the layout's joint names)
+and ``decimate`` (a recording with fewer frames, resampled back: the smoothness of a short recording).
 
 Configs name a composition as a list: ``build_augment(["reverse", {"shear": {"amplitude": 0.5}}])``.
 """
@@ -609,6 +610,62 @@ def mirror_pairs(joint_names: Sequence[str]) -> list[tuple[int, int]]:
 
 
 @dataclass(frozen=True)
+class Decimate(Augmentation):
+    """A recording with fewer frames, resampled back to its length, with probability p.
+
+    Not one of the paper's seven. Sequences resampled to T frames from a short recording are
+    smoother than ones from a long recording: N-UCLA's v03 recordings (median 25 raw frames) are
+    interpolated more than v01's (40), and their second differences are less than half as large.
+    Each chosen sample's valid frames are sampled at n = max(2, round(f * length)) evenly spaced
+    points, f ~ U[min_fraction, 1], and linearly interpolated back onto the same frames, as
+    preprocessing does with a recording of n frames. Unlike ``crop`` nothing moves in time: the
+    first and last frames are kept and every frame stays near its own time. A person absent in the
+    nearer source frame stays absent. Params: ``apply`` (B,) bool; ``points`` (B,) float (n).
+    """
+
+    name: ClassVar[str] = "decimate"
+    p: float = 0.5
+    min_fraction: float = 0.4
+
+    def __post_init__(self) -> None:
+        _need(0 <= self.p <= 1, "decimate.p must be in [0, 1]", self.p)
+        _need(0 < self.min_fraction <= 1, "decimate.min_fraction must be in (0, 1]", self.min_fraction)
+
+    def draw(self, x: torch.Tensor, lengths: torch.Tensor, gen: torch.Generator | None = None) -> Params:
+        b = x.shape[0]
+        on = _rand(gen, (b,), x.device) < self.p
+        n = lengths.to(torch.float32)
+        points = (_uniform(gen, (b,), self.min_fraction, 1.0, x.device) * n).round().clamp(min=2)
+        return {"apply": on, "points": torch.minimum(points, n.clamp(min=2))}
+
+    def apply(self, x: torch.Tensor, lengths: torch.Tensor, params: Params) -> torch.Tensor:
+        b, t = x.shape[:2]
+        last = (lengths - 1).clamp(min=0).to(torch.float32)[:, None]  # (B, 1)
+        gaps = (params["points"] - 1).clamp(min=1).to(torch.float32)[:, None]  # (B, 1) gaps of the coarse grid
+        rows = torch.arange(b, device=x.device)[:, None]
+        tt = torch.arange(t, device=x.device, dtype=torch.float32)[None, :]
+        u = tt * gaps / last.clamp(min=1)  # position of each frame on the coarse grid
+        k0 = u.floor().clamp(max=gaps - 1)
+        w = (u - k0).clamp(0, 1)
+
+        def at(pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """x linearly interpolated at source positions pos (B, T), and the nearer frame's presence."""
+            pos = torch.minimum(pos.clamp(min=0), last)
+            lo = pos.floor().long()
+            hi = torch.minimum(lo + 1, last.long())
+            a = (pos - lo.to(pos.dtype)).to(x.dtype)[:, :, None, None, None]
+            xlo, xhi = x[rows, lo], x[rows, hi]
+            return xlo + (xhi - xlo) * a, torch.where(a >= 0.5, presence(xhi), presence(xlo))
+
+        left, pres_l = at(k0 * last / gaps)
+        right, pres_r = at((k0 + 1) * last / gaps)
+        wx = w.to(x.dtype)[:, :, None, None, None]
+        out = (left + (right - left) * wx) * torch.where(wx >= 0.5, pres_r, pres_l).to(x.dtype)
+        out = out * valid_mask(lengths, t)[:, :, None, None, None].to(x.dtype)
+        return torch.where(params["apply"].view(-1, 1, 1, 1, 1), out, x)
+
+
+@dataclass(frozen=True)
 class Identity(Augmentation):
     """No augmentation: the baseline the paper compares against."""
 
@@ -620,7 +677,7 @@ class Identity(Augmentation):
 
 AUGMENTATIONS: dict[str, type[Augmentation]] = {
     cls.name: cls for cls in (Rotate, Shear, Reverse, Noise, Blur, JointMask, ChannelMask, SwapPersons, Crop,
-                               Mirror, Identity)
+                               Mirror, Decimate, Identity)
 }
 
 # The paper's order of presentation (Fig. 2), used by plots and benchmarks.

@@ -15,6 +15,7 @@ from skelcl.augment import (
     ChannelMask,
     Crop,
     Compose,
+    Decimate,
     Identity,
     JointMask,
     Mirror,
@@ -61,7 +62,7 @@ def zero_where_input_zero(x: torch.Tensor, y: torch.Tensor) -> None:
 
 ALL_OPS = [cls() for name, cls in AUGMENTATIONS.items()] + [
     Rotate(variant="released-code"), Blur(variant="released-code", p=1.0), Blur(p=1.0),
-    JointMask(variant="released-code"), Reverse(p=1.0)]
+    JointMask(variant="released-code"), Reverse(p=1.0), Decimate(p=1.0)]
 
 
 # ------------------------------------------------------------------------------------------ rotation
@@ -355,7 +356,7 @@ def test_build_augment_specs():
     assert len(build_augment(["none"])) == 0 and len(build_augment(None)) == 0
     assert build_augment([{"blur": None}]).ops == (Blur(),)
     assert build_augment([{"rotate": {"variant": "released-code"}}]).ops[0].minor == 0.0
-    assert set(AUGMENTATIONS) == set(ALL_SEVEN) | {"none", "swap_persons", "crop", "mirror"}
+    assert set(AUGMENTATIONS) == set(ALL_SEVEN) | {"none", "swap_persons", "crop", "mirror", "decimate"}
     for cls in AUGMENTATIONS.values():
         assert cls.__doc__ and cls.__doc__.strip()
 
@@ -486,6 +487,41 @@ def test_crop_draws_windows_inside_the_valid_frames():
     assert torch.all(p["start"] >= 0) and torch.all(p["start"] + p["span"] <= n + 1e-4)
     with pytest.raises(ConfigError, match="min_ratio"):
         Crop(min_ratio=0.0)
+
+
+def test_decimate_is_a_coarser_recording_interpolated_back():
+    """Against numpy: sample n evenly spaced points of the valid frames, interpolate back onto them."""
+    import numpy as np
+    x, lengths = make_batch()
+    x[:, :, 1] = 0  # one person throughout: presence does not interfere with the reference
+    op = Decimate(p=1.0, min_fraction=0.3)
+    p = op.draw(x, lengths, gen(4))
+    y = op.apply(x, lengths, p)
+    for i in range(B):
+        n, k = int(lengths[i]), int(p["points"][i])
+        assert 2 <= k <= max(n, 2)
+        xi = x[i, :n].reshape(n, -1).numpy().astype(np.float64)
+        coarse = np.linspace(0, n - 1, k)
+        ref = np.stack([np.interp(np.arange(n), coarse, np.interp(coarse, np.arange(n), col)) for col in xi.T], 1)
+        np.testing.assert_allclose(y[i, :n].reshape(n, -1).numpy(), ref, atol=1e-5)
+        assert torch.all(y[i, n:] == 0)
+    # as many points as frames is the identity; so is p = 0
+    full = {"apply": torch.ones(B, dtype=torch.bool), "points": lengths.float().clamp(min=2)}
+    torch.testing.assert_close(op.apply(x, lengths, full), x)
+    assert torch.equal(Decimate(p=0.0)(x, lengths, gen(4)), x)
+
+
+def test_decimate_smooths_and_refuses_bad_settings():
+    t = torch.linspace(0, 6 * math.pi, 60)
+    x = torch.sin(t).repeat(4, 1)[:, :, None, None, None]
+    lengths = torch.full((4,), 60)
+    y = Decimate(p=1.0, min_fraction=0.2)(x, lengths, gen(2))
+    rough = lambda z: z.diff(n=2, dim=1).abs().mean()  # noqa: E731
+    assert rough(y) < rough(x)
+    with pytest.raises(ConfigError, match="min_fraction"):
+        Decimate(min_fraction=0.0)
+    with pytest.raises(ConfigError, match="decimate.p"):
+        Decimate(p=1.5)
 
 
 # ------------------------------------------------------------------------------------------ mirror
