@@ -510,6 +510,20 @@ def swap_two_persons(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return SwapPersons().apply(x, lengths, {"swap": persons_present(x)[:, 1]})
 
 
+def lerp_frames(x: torch.Tensor, lengths: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (B, T, M, V, C) linearly interpolated in time at source positions ``pos`` (B, T') in frames,
+    clamped to each sample's valid frames, and the presence (B, T', M, 1, 1) of the nearer source
+    frame, so a person absent there can stay absent. Used by ``crop`` and ``decimate``."""
+    last = (lengths - 1).clamp(min=0)[:, None]
+    pos = torch.minimum(pos.clamp(min=0), last.to(pos.dtype))
+    lo = pos.floor().long()
+    hi = torch.minimum(lo + 1, last)
+    w = (pos - lo.to(pos.dtype)).to(x.dtype)[:, :, None, None, None]
+    rows = torch.arange(x.shape[0], device=x.device)[:, None]
+    xlo, xhi = x[rows, lo], x[rows, hi]
+    return xlo + (xhi - xlo) * w, torch.where(w >= 0.5, presence(xhi), presence(xlo))
+
+
 @dataclass(frozen=True)
 class Crop(Augmentation):
     """Temporal crop-and-resize: a random window of the valid frames stretched back to full length.
@@ -536,21 +550,13 @@ class Crop(Augmentation):
         return {"start": start, "span": span}
 
     def apply(self, x: torch.Tensor, lengths: torch.Tensor, params: Params) -> torch.Tensor:
-        b, t = x.shape[:2]
+        t = x.shape[1]
         n = lengths.to(torch.float32).clamp(min=1)
         tt = torch.arange(t, device=x.device, dtype=torch.float32)[None, :]
         # output frame j of a length-n sample samples source position start + j * (span - 1) / (n - 1)
         step = (params["span"] - 1).clamp(min=0) / (n - 1).clamp(min=1)
         pos = params["start"][:, None] + tt * step[:, None]
-        last = (lengths - 1).clamp(min=0)[:, None]
-        lo = pos.floor().long().clamp(min=0)
-        lo = torch.minimum(lo, last)
-        hi = torch.minimum(lo + 1, last)
-        w = (pos - lo.to(pos.dtype)).clamp(0, 1).to(x.dtype)[:, :, None, None, None]
-        rows = torch.arange(b, device=x.device)[:, None]
-        xlo, xhi = x[rows, lo], x[rows, hi]
-        out = xlo + (xhi - xlo) * w
-        near = torch.where(w >= 0.5, presence(xhi), presence(xlo))
+        out, near = lerp_frames(x, lengths, pos)
         out = out * near.to(x.dtype)
         return out * valid_mask(lengths, t)[:, :, None, None, None].to(x.dtype)
 
@@ -640,26 +646,15 @@ class Decimate(Augmentation):
         return {"apply": on, "points": torch.minimum(points, n.clamp(min=2))}
 
     def apply(self, x: torch.Tensor, lengths: torch.Tensor, params: Params) -> torch.Tensor:
-        b, t = x.shape[:2]
+        t = x.shape[1]
         last = (lengths - 1).clamp(min=0).to(torch.float32)[:, None]  # (B, 1)
         gaps = (params["points"] - 1).clamp(min=1).to(torch.float32)[:, None]  # (B, 1) gaps of the coarse grid
-        rows = torch.arange(b, device=x.device)[:, None]
         tt = torch.arange(t, device=x.device, dtype=torch.float32)[None, :]
         u = tt * gaps / last.clamp(min=1)  # position of each frame on the coarse grid
         k0 = u.floor().clamp(max=gaps - 1)
         w = (u - k0).clamp(0, 1)
-
-        def at(pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            """x linearly interpolated at source positions pos (B, T), and the nearer frame's presence."""
-            pos = torch.minimum(pos.clamp(min=0), last)
-            lo = pos.floor().long()
-            hi = torch.minimum(lo + 1, last.long())
-            a = (pos - lo.to(pos.dtype)).to(x.dtype)[:, :, None, None, None]
-            xlo, xhi = x[rows, lo], x[rows, hi]
-            return xlo + (xhi - xlo) * a, torch.where(a >= 0.5, presence(xhi), presence(xlo))
-
-        left, pres_l = at(k0 * last / gaps)
-        right, pres_r = at((k0 + 1) * last / gaps)
+        left, pres_l = lerp_frames(x, lengths, k0 * last / gaps)
+        right, pres_r = lerp_frames(x, lengths, (k0 + 1) * last / gaps)
         wx = w.to(x.dtype)[:, :, None, None, None]
         out = (left + (right - left) * wx) * torch.where(wx >= 0.5, pres_r, pres_l).to(x.dtype)
         out = out * valid_mask(lengths, t)[:, :, None, None, None].to(x.dtype)

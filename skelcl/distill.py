@@ -172,22 +172,25 @@ def teacher_targets(teachers: Sequence[str | Path | Teacher], cfg: Config, ds: S
         feats.append(encode(t.learner, t.ds.x, t.ds.lengths, p.representation, device=device, index=t.rows,
                             person_symmetric=p.person_symmetric, both_directions=p.both_directions,
                             progress=progress))
-    targets, overall = equal_weight(feats)
-    for t, f in zip(loaded, feats):  # the same map, for features computed later (distill.consistent)
-        t.mean = torch.from_numpy(f.mean(0)).to(device)
-        t.scale = torch.from_numpy((overall / ((f.std(0) + 1e-6) * np.sqrt(f.shape[1]))).astype(np.float32)).to(device)
+    targets, maps = equal_weight(feats)
+    for t, (mean, scale) in zip(loaded, maps):  # the same map, for features computed later (distill.consistent)
+        t.mean = torch.from_numpy(mean).to(device)
+        t.scale = torch.from_numpy(scale).to(device)
     return targets, [t.record for t in loaded]
 
 
-def equal_weight(feats: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
-    """k teachers' (n, E_t) features -> ((n, D) float32 targets, the overall factor): each block
-    standardised per dimension and scaled by sqrt(D / (k E_t)), so each teacher carries the same
-    total variance and a dimension unit variance on average, then concatenated."""
-    blocks = [((f - f.mean(0)) / (f.std(0) + 1e-6)) / np.sqrt(f.shape[1]) for f in feats]
+def equal_weight(feats: Sequence[np.ndarray]) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """k teachers' (n, E_t) features -> ((n, D) float32 targets, each teacher's (mean, scale)): each
+    block standardised per dimension and scaled by sqrt(D / (k E_t)), so each teacher carries the
+    same total variance and a dimension unit variance on average, then concatenated. The (E_t,)
+    mean and float32 scale give the same map, ``(f - mean) * scale``, for features computed later."""
+    stats = [(f.mean(0), f.std(0) + 1e-6) for f in feats]
+    blocks = [((f - mean) / std) / np.sqrt(f.shape[1]) for f, (mean, std) in zip(feats, stats)]
     targets = np.concatenate(blocks, 1).astype(np.float32)
     overall = np.sqrt(targets.shape[1] / len(blocks))
     targets *= overall
-    return targets, float(overall)
+    maps = [(mean, (overall / (std * np.sqrt(f.shape[1]))).astype(np.float32)) for f, (mean, std) in zip(feats, stats)]
+    return targets, maps
 
 
 def group_average(targets: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
