@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -38,7 +39,7 @@ def plot_loss_curve(epochs: Sequence[float], losses: Sequence[float], path: str 
         ax.legend(fontsize=8)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title("\n".join(textwrap.wrap(title, 60)))  # (a long run name would run past the figure's edge)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
