@@ -21,6 +21,12 @@ def _plt():
     return plt
 
 
+def wrapped_title(title: str, width: int = 60) -> str:
+    """A plot title broken into lines of at most ``width`` characters, so a long run or config name
+    does not run past the figure's edge."""
+    return "\n".join(textwrap.wrap(title, width)) or title
+
+
 def plot_loss_curve(epochs: Sequence[float], losses: Sequence[float], path: str | Path, title: str = "loss",
                     curves: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
                     ylabel: str = "InfoNCE loss", marks: dict[str, float] | None = None) -> Path:
@@ -39,7 +45,7 @@ def plot_loss_curve(epochs: Sequence[float], losses: Sequence[float], path: str 
         ax.legend(fontsize=8)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
-    ax.set_title("\n".join(textwrap.wrap(title, 60)))  # (a long run name would run past the figure's edge)
+    ax.set_title(wrapped_title(title))
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)

@@ -57,7 +57,7 @@ import yaml
 from .config import (CONFIG_DIR, config_diff, config_from_dict, diff_summary, find_file, load_config, load_yaml, merge,
                      resolve_config_path, split_override)
 from .errors import ConfigError, SkelclError
-from .report import bounded_slug
+from .report import bounded_slug, wrapped_title
 from .store import atomic_write
 
 SPEC_DIR = CONFIG_DIR / "sweeps"
@@ -1133,7 +1133,7 @@ def plot_loss_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str
         ax.plot(e, l, color=cmap(i % cmap.N), ls=styles[(i // cmap.N) % len(styles)], lw=1.3, label=name)
     ax.set_xlabel("epoch")
     ax.set_ylabel("InfoNCE loss (mean over runs)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(wrapped_title(title), fontsize=10)
     ax.grid(alpha=0.3)
     if n:
         ax.legend(fontsize=6 if n > 12 else 7, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=ncol,
