@@ -13,7 +13,6 @@ def test_loss_plot_draws_the_marked_epochs(tmp_path):
     assert a.shape == b.shape and (abs(a - b) > 0.1).any()
 
 
-
 def test_wrapped_title_keeps_every_word_within_the_width():
     """A long config name is broken at spaces into lines of at most 60 characters, words intact."""
     from skelcl.report import wrapped_title
@@ -23,6 +22,7 @@ def test_wrapped_title_keeps_every_word_within_the_width():
     assert len(lines) == 2 and all(len(line) <= 60 for line in lines)
     assert " ".join(lines) == title
     assert wrapped_title("loss") == "loss" and wrapped_title("") == ""
+
 
 def _results(path, confusion, names, top1, knn=None, without=None):
     import json
